@@ -1,0 +1,30 @@
+"""Encryption at rest for agents' HMAC signing secrets (Fernet, keys from BRIKK_ENCRYPTION_KEYS)."""
+
+import secrets
+from functools import cache
+
+from cryptography.fernet import Fernet, MultiFernet
+from django.conf import settings
+
+SIGNING_SECRET_PREFIX = "bss_"
+
+
+@cache
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def _cipher() -> MultiFernet:
+    return _fernet(tuple(settings.BRIKK_ENCRYPTION_KEYS))
+
+
+def new_signing_secret() -> str:
+    return SIGNING_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def encrypt(plaintext: str) -> str:
+    return _cipher().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(ciphertext: str) -> str:
+    return _cipher().decrypt(ciphertext.encode()).decode()

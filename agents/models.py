@@ -1,0 +1,140 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    """A tenant. Everything an agent or user sees is scoped to one organization."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    # Plan limits; None means the defaults from settings (BRIKK_RATE_LIMIT_*).
+    rate_limit_agent_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_org_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    """Ties a user to an organization with a role; the role decides who may write."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    WRITE_ROLES = (Role.OWNER, Role.ADMIN)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.user} in {self.organization} ({self.role})"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in self.WRITE_ROLES
+
+
+class AgentQuerySet(models.QuerySet):
+    def live(self):
+        """Agents that are not soft-deleted."""
+        return self.exclude(status=Agent.Status.DELETED)
+
+
+class Agent(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        IDLE = "idle", "Idle"
+        MAINTENANCE = "maintenance", "Maintenance"
+        DELETED = "deleted", "Deleted"
+
+    # Statuses whose keys authenticate; maintenance and deleted agents are refused.
+    AUTHENTICATING_STATUSES = (Status.ACTIVE, Status.IDLE)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="agents")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="owned_agents"
+    )
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    metadata = models.JSONField(default=dict, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    # HMAC signing secret, encrypted at rest (agents.crypto); the previous one is kept during rotation.
+    signing_secret_encrypted = models.TextField()
+    previous_signing_secret_encrypted = models.TextField(blank=True)
+    previous_signing_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                condition=~models.Q(status="deleted"),
+                name="agent_name_unique_in_org",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "status"], name="agent_org_status")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def can_authenticate(self) -> bool:
+        return self.status in self.AUTHENTICATING_STATUSES
+
+
+class APIKey(models.Model):
+    """An agent's API key: ``brk_<prefix>.<secret>``.
+
+    Only the non-secret prefix (indexed, for lookup) and a salted PBKDF2 hash of the secret are
+    stored; the full key is shown once, at creation.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed_secret = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"brk_{self.prefix}…"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_usable(self, now=None) -> bool:
+        return not self.is_revoked and not self.is_expired(now)

@@ -1,0 +1,16 @@
+from rest_framework import permissions
+
+from agents import scoping
+
+
+class OrganizationRole(permissions.BasePermission):
+    """Members and agents may read within their organization; owners and admins may write."""
+
+    message = "Your role in this organization does not allow this change."
+
+    def has_permission(self, request, view):
+        scoping.resolve(request)
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        membership = request.membership
+        return membership is not None and membership.can_write

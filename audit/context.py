@@ -1,0 +1,52 @@
+"""Per-request context (correlation id, organization, actor) shared by logs and audit rows.
+
+A ``contextvars.ContextVar`` works for threads, gunicorn workers and asyncio alike.
+"""
+
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+# An incoming X-Request-ID is kept only if it is short and plain; anything else is replaced.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = "-"
+    organization_id: str | None = None
+    actor_kind: str | None = None
+    actor_id: str | None = None
+
+
+# RequestContext is frozen, so one shared default instance is safe.
+_current: ContextVar[RequestContext] = ContextVar("brikk_request_context", default=RequestContext())  # noqa: B039
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accept_request_id(incoming: str | None) -> str:
+    """The caller's X-Request-ID when it is well formed, otherwise a fresh one."""
+    if incoming and REQUEST_ID_PATTERN.match(incoming):
+        return incoming
+    return new_request_id()
+
+
+def current() -> RequestContext:
+    return _current.get()
+
+
+def set_context(context: RequestContext):
+    return _current.set(context)
+
+
+def reset_context(token) -> None:
+    _current.reset(token)
+
+
+def update_context(**changes) -> None:
+    """Add what becomes known during the request (organization, actor) to the context."""
+    _current.set(replace(_current.get(), **changes))

@@ -1,0 +1,96 @@
+"""The one function every app calls to record an audit event."""
+
+import logging
+
+from django.utils import timezone
+
+from audit.context import current
+from audit.models import AuditLog
+
+logger = logging.getLogger("brikk.audit")
+
+# Keys that must never reach an audit row, whatever a caller passes in ``details``.
+SECRET_KEYS = frozenset(
+    {"api_key", "key", "secret", "signing_secret", "password", "token", "signature", "authorization"}
+)
+
+
+def scrub(details: dict | None) -> dict:
+    """Drop secret-looking keys (recursively) so a careless caller cannot leak a secret."""
+    if not details:
+        return {}
+    clean = {}
+    for name, value in details.items():
+        if name.lower() in SECRET_KEYS:
+            continue
+        clean[name] = scrub(value) if isinstance(value, dict) else value
+    return clean
+
+
+def client_ip(request) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _actor_of(request) -> tuple[str | None, str | None]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None, None
+    kind = getattr(user, "kind", AuditLog.ActorKind.USER)
+    return kind, str(user.pk)
+
+
+def record(
+    action: str,
+    *,
+    outcome: str = AuditLog.Outcome.SUCCESS,
+    request=None,
+    actor_kind: str | None = None,
+    actor_id=None,
+    organization_id=None,
+    resource_kind: str = "",
+    resource_id="",
+    details: dict | None = None,
+) -> AuditLog:
+    """Write one audit row and one structured log line for the same event.
+
+    Missing actor and organization are taken from the request context (set by authentication).
+    """
+    context = current()
+    if actor_kind is None and context.actor_kind is None:
+        actor_kind, actor_id = _actor_of(request)
+    actor_kind = actor_kind or context.actor_kind or AuditLog.ActorKind.ANONYMOUS
+    actor_id = actor_id if actor_id is not None else (context.actor_id or "")
+    organization_id = organization_id if organization_id is not None else context.organization_id
+    user_agent = request.META.get("HTTP_USER_AGENT", "")[:512] if request is not None else ""
+    entry = AuditLog.objects.create(
+        created_at=timezone.now(),
+        correlation_id=context.request_id if context.request_id != "-" else "",
+        actor_kind=actor_kind,
+        actor_id=str(actor_id or ""),
+        organization_id=organization_id,
+        action=action,
+        resource_kind=resource_kind,
+        resource_id=str(resource_id or ""),
+        outcome=outcome,
+        client_ip=client_ip(request),
+        user_agent=user_agent,
+        details=scrub(details),
+    )
+    logger.info(
+        "audit %s %s",
+        action,
+        outcome,
+        extra={
+            "event": "audit",
+            "action": action,
+            "outcome": outcome,
+            "actor_kind": actor_kind,
+            "actor_id": str(actor_id or "") or None,
+            "organization_id": str(organization_id) if organization_id else None,
+            "resource_kind": resource_kind or None,
+            "resource_id": str(resource_id or "") or None,
+        },
+    )
+    return entry

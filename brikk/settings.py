@@ -1,0 +1,289 @@
+"""Brikk settings: one module, driven by environment variables (see README, "Configuration").
+
+Without DATABASE_URL the project runs on SQLite; without REDIS_URL on Django's in-process cache
+with Celery tasks run eagerly. Production behaviour (JSON logs, HTTPS, HSTS) follows from
+DJANGO_DEBUG=false, which is the default.
+"""
+
+import base64
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from brikk.config import env_bool, env_choice, env_int, env_list, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BRIKK_VERSION = "1.0.0"
+
+# --- Core -----------------------------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+_DEV_SECRET_KEY = "django-insecure-brikk-development-only-never-use-in-production-0123456789"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if SECRET_KEY is None:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off; "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(64))"'
+        )
+    SECRET_KEY = _DEV_SECRET_KEY
+elif not DEBUG and len(SECRET_KEY) < 50:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters long when DJANGO_DEBUG is off.")
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS-only cookies, redirects and HSTS: on by default in production, off for local http.
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "django_htmx",
+    "audit",
+    "agents",
+    "coordination",
+]
+
+MIDDLEWARE = [
+    "audit.middleware.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "brikk.urls"
+WSGI_APPLICATION = "brikk.wsgi.application"
+ASGI_APPLICATION = "brikk.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+
+DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+if DATABASE_URL:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # psycopg 3's connection pool (Django >= 5.1); CONN_MAX_AGE must stay 0 with a pool.
+        _db["OPTIONS"] = {
+            "pool": {
+                "min_size": env_int("BRIKK_DB_POOL_MIN", 2, minimum=0),
+                "max_size": env_int("BRIKK_DB_POOL_MAX", 20, minimum=1),
+                "timeout": env_int("BRIKK_DB_POOL_TIMEOUT", 5, minimum=1),
+            },
+            "connect_timeout": env_int("BRIKK_DB_CONNECT_TIMEOUT", 3, minimum=1),
+        }
+    DATABASES = {"default": _db}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("BRIKK_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, Redis, Celery -------------------------------------------------------------------
+
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("BRIKK_CACHE_PREFIX", "brikk"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+                # A cache outage must degrade (slower key checks), never fail a request.
+                "IGNORE_EXCEPTIONS": True,
+            },
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "brikk"}}
+
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", ("redis", "rediss", "amqp")) or REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = env_bool("BRIKK_TASKS_EAGER", CELERY_BROKER_URL is None)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+
+# --- Auth, API ------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "agents.authentication.APIKeyAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "brikk.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "brikk.pagination.NewestFirstPagination",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("BRIKK_JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("BRIKK_JWT_REFRESH_DAYS", 1, minimum=1)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": True,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Brikk API",
+    "DESCRIPTION": "Agent coordination platform: agents, API keys and the echo workflow.",
+    "VERSION": BRIKK_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Brikk product settings -----------------------------------------------------------------
+
+BRIKK_HMAC_REQUIRED = env_bool("BRIKK_HMAC_REQUIRED", False)
+BRIKK_HMAC_WINDOW_SECONDS = env_int("BRIKK_HMAC_WINDOW_SECONDS", 300, minimum=1, maximum=3600)
+BRIKK_RATE_LIMIT_ENABLED = env_bool("BRIKK_RATE_LIMIT_ENABLED", True)
+BRIKK_RATE_LIMIT_FAIL_OPEN = env_bool("BRIKK_RATE_LIMIT_FAIL_OPEN", True)
+BRIKK_RATE_LIMIT_AGENT_PER_MINUTE = env_int("BRIKK_RATE_LIMIT_AGENT_PER_MINUTE", 600, minimum=1)
+BRIKK_RATE_LIMIT_ORG_PER_MINUTE = env_int("BRIKK_RATE_LIMIT_ORG_PER_MINUTE", 6000, minimum=1)
+BRIKK_IDEMPOTENCY_ENABLED = env_bool("BRIKK_IDEMPOTENCY_ENABLED", True)
+BRIKK_IDEMPOTENCY_TTL_SECONDS = env_int("BRIKK_IDEMPOTENCY_TTL_SECONDS", 86400, minimum=60)
+BRIKK_MAX_BODY_BYTES = env_int("BRIKK_MAX_BODY_BYTES", 262144, minimum=1024)
+BRIKK_ASYNC_DEFAULT = env_bool("BRIKK_ASYNC_DEFAULT", False)
+
+# API keys: PBKDF2 work factor, verification cache, rotation grace, default lifetime.
+BRIKK_API_KEY_PBKDF2_ITERATIONS = env_int("BRIKK_API_KEY_PBKDF2_ITERATIONS", 1_000_000, minimum=1000)
+BRIKK_API_KEY_CACHE_SECONDS = env_int("BRIKK_API_KEY_CACHE_SECONDS", 300, minimum=0, maximum=3600)
+BRIKK_API_KEY_ROTATION_GRACE_SECONDS = env_int("BRIKK_API_KEY_ROTATION_GRACE_SECONDS", 3600, minimum=0)
+BRIKK_API_KEY_DEFAULT_TTL_DAYS = env_int("BRIKK_API_KEY_DEFAULT_TTL_DAYS", 365, minimum=0)
+
+
+def _fernet_keys() -> list[str]:
+    """Keys that encrypt agents' signing secrets at rest; the first encrypts, all decrypt."""
+    keys = env_list("BRIKK_ENCRYPTION_KEYS", [])
+    if not keys:
+        if not DEBUG:
+            raise ImproperlyConfigured(
+                "BRIKK_ENCRYPTION_KEYS is required when DJANGO_DEBUG is off; generate one with: "
+                'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            )
+        # Development only: derived from the (development) secret key.
+        keys = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
+    for key in keys:
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                "BRIKK_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes)."
+            ) from None
+    return keys
+
+
+BRIKK_ENCRYPTION_KEYS = _fernet_keys()
+
+# --- Static files ---------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env_bool("BRIKK_MANIFEST_STATIC", not DEBUG)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOG_FORMAT = env_choice("BRIKK_LOG_FORMAT", "text" if DEBUG else "json", ("json", "text"))
+LOG_LEVEL = env_choice("BRIKK_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "audit.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "audit.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,96 @@
+import uuid
+
+from django.db import models
+from uuid6 import uuid7
+
+
+class MessageLog(models.Model):
+    """One echo, accepted or refused after authentication: what was asked, what was answered."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        PROCESSING = "processing", "Processing"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+
+    class Type(models.TextChoices):
+        MESSAGE = "message", "Message"
+        EVENT = "event", "Event"
+        COMMAND = "command", "Command"
+        RESULT = "result", "Result"
+        ERROR = "error", "Error"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("agents.Organization", on_delete=models.PROTECT, related_name="messages")
+    message_id = models.UUIDField(null=True, blank=True, help_text="The sender's envelope message_id.")
+    sender = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="sent_messages"
+    )
+    recipient = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="received_messages"
+    )
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.MESSAGE)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    auth_method = models.CharField(max_length=16, blank=True)
+    actor_kind = models.CharField(max_length=16, blank=True)
+    actor_id = models.CharField(max_length=64, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_body = models.JSONField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    received_at = models.DateTimeField()
+    responded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="msg_org_created"),
+            models.Index(fields=["organization", "status", "-created_at"], name="msg_org_status"),
+            models.Index(fields=["organization", "type", "-created_at"], name="msg_org_type"),
+            models.Index(fields=["sender", "-created_at"], name="msg_sender_created"),
+            models.Index(fields=["recipient", "-created_at"], name="msg_recipient_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.type} {self.status}"
+
+
+class IdempotencyRecord(models.Model):
+    """One operation per (scope, key) for a day: the durable guard against doing anything twice.
+
+    ``scope`` is the sender (``agent:<id>`` or ``user:<id>``); the unique constraint makes the
+    first insert win under concurrency. ``request_hash`` tells a true repeat from a reused key.
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("agents.Organization", on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=80)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    message = models.ForeignKey(MessageLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
+
+    def __str__(self):
+        return f"{self.scope} {self.key} {self.state}"
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid7()

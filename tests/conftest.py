@@ -1,0 +1,61 @@
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from agents import services
+from agents.models import Membership
+
+pytest_plugins = ["tests.factories"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `services` need the real PostgreSQL and Redis; without them they cannot mean anything."""
+    have_services = os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")
+    if have_services:
+        return
+    skip = pytest.mark.skip(reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL: run `make test-services`")
+    for item in items:
+        if "services" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(settings):
+    """PBKDF2 at a test-friendly work factor; one test checks the production default separately."""
+    settings.BRIKK_API_KEY_PBKDF2_ITERATIONS = 1000
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def org(make_org):
+    return make_org("Acme")
+
+
+@pytest.fixture
+def owner(org, make_user):
+    return make_user("owner", org, Membership.Role.OWNER)
+
+
+@pytest.fixture
+def member(org, make_user):
+    return make_user("member", org, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def new_agent(org, owner):
+    """An agent with its plaintext key and signing secret (a services.NewAgent)."""
+    return services.create_agent(org, name="alpha", owner=owner)
