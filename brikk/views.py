@@ -1,5 +1,6 @@
 """Project-level error pages: JSON for the API, plain pages elsewhere."""
 
+from django.http import JsonResponse
 from django.views import defaults
 
 from brikk.errors import json_error_view
@@ -22,3 +23,8 @@ def server_error(request):
     if _is_api(request):
         return _api_server_error(request)
     return defaults.server_error(request)
+
+
+def healthz(request):
+    """Liveness: the process answers. No database, cache or broker is touched."""
+    return JsonResponse({"status": "ok"})
