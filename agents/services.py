@@ -47,7 +47,6 @@ def create_organization(name: str, *, slug: str | None = None, owner=None) -> Or
             resource_kind="organization",
             resource_id=organization.pk,
             details={"name": name},
-            **_actor(owner),
         )
     return organization
 
@@ -99,7 +98,6 @@ def create_agent(
             resource_kind="agent",
             resource_id=agent.pk,
             details={"name": name, "key_prefix": issued.api_key.prefix},
-            **_actor(owner if request is None else None),
         )
     return NewAgent(agent=agent, key=issued, signing_secret=signing_secret)
 
