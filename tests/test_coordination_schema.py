@@ -48,10 +48,9 @@ def test_messages_and_health_are_documented(schema):
     listed = paths["/api/v1/coordination/messages"]["get"]
     assert {"agent", "status", "type", "since", "until", "cursor"} <= {p["name"] for p in listed["parameters"]}
     assert "404" in paths["/api/v1/coordination/messages/{id}"]["get"]["responses"]
-    assert (
-        paths["/api/v1/coordination/health"]["get"]["security"] == [{}]
-        or "security" not in paths["/api/v1/coordination/health"]["get"]
-    )
+    health = paths["/api/v1/coordination/health"]["get"]
+    assert health.get("security") in (None, [], [{}])  # no authentication needed
+    assert "/Health" in str(health["responses"]["200"])
 
 
 def test_schema_and_docs_are_served(client):
