@@ -155,7 +155,9 @@ def captured_logs():
     root.setLevel(old_level)
 
 
-def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(api_client, owner, new_agent, captured_logs):
+def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(
+    api_client, owner, new_agent, make_agent, captured_logs
+):
     key = new_agent.key.plaintext
     path = "/api/v1/agents/"
     timestamp = signing.now_timestamp()
@@ -166,6 +168,15 @@ def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(api_cl
         "HTTP_X_BRIKK_SIGNATURE": signing.signature_header(signature),
     }
     assert api_client.get(path, **signed, HTTP_X_REQUEST_ID="logs-ok-000001").status_code == 200
+    # A signed echo through the whole coordination pipeline, to a second agent.
+    from tests.support.coordination import encode, envelope, post_echo, signed_headers
+
+    peer = make_agent(new_agent.agent.organization, name="peer").agent
+    body = envelope(new_agent.agent, peer)
+    echo_signature = signed_headers(key, new_agent.signing_secret, encode(body))["HTTP_X_BRIKK_SIGNATURE"]
+    echoed = post_echo(api_client, body, key=key, secret=new_agent.signing_secret, HTTP_X_REQUEST_ID="logs-echo-0001")
+    assert echoed.status_code == 200
+    assert json.loads(captured_logs[-1])["request_id"] == "logs-echo-0001"
 
     token = jwt_for(api_client, "owner")
     rotated = api_client.post(
@@ -188,6 +199,10 @@ def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(api_cl
     assert rotate_line["organization_id"] == str(owner.memberships.get().organization_id)
     assert (rotate_line["actor_kind"], rotate_line["actor_id"]) == ("user", str(owner.pk))
     assert rotate_line["outcome"] == "success"
+    echo_line = audit_lines["echo.delivered"]
+    assert echo_line["request_id"] == "logs-echo-0001" and echo_line["outcome"] == "success"
+    assert echo_line["organization_id"] == str(new_agent.agent.organization_id)
+    assert (echo_line["actor_kind"], echo_line["actor_id"]) == ("agent", str(new_agent.agent.pk))
     failed_line = audit_lines["auth.failed"]
     assert failed_line["request_id"] == "logs-refused-01" and failed_line["outcome"] == "failure"
 
@@ -198,6 +213,7 @@ def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(api_cl
         "new key secret": new_key.split(".", 1)[1],
         "signing secret": new_agent.signing_secret,
         "signature": signature,
+        "echo signature": echo_signature.removeprefix("v1="),
         "jwt": token,
     }
     rows = [json.dumps(list(AuditLog.objects.values()), default=str)]
@@ -205,3 +221,64 @@ def test_logs_carry_context_and_no_secret_reaches_a_log_line_or_audit_row(api_cl
         for name, secret in secrets.items():
             assert secret not in text, f"{name} leaked into: {text[:200]}"
     assert captured_logs, "nothing was logged"
+
+
+def test_each_coordination_event_has_its_row(api_client, org, new_agent, make_agent, settings):
+    from tests.support.coordination import envelope, post_echo
+
+    peer = make_agent(org, name="peer").agent
+    key, secret = new_agent.key.plaintext, new_agent.signing_secret
+
+    def rid(name):
+        return f"cov-{name}-0001"
+
+    def echo(name, body, **kwargs):
+        return post_echo(api_client, body, HTTP_X_REQUEST_ID=rid(name), **kwargs)
+
+    first = envelope(new_agent.agent, peer)
+    assert echo("delivered", first, key=key, secret=secret).status_code == 200
+    delivered = row(rid("delivered"), "echo.delivered")
+    assert delivered.resource_kind == "message" and delivered.actor_id == str(new_agent.agent.pk)
+    assert delivered.organization_id == org.pk
+
+    assert echo("replayed", first, key=key, secret=secret).status_code == 200
+    assert row(rid("replayed"), "idempotency.replayed").resource_id == delivered.resource_id
+
+    changed = {**first, "payload": {"other": True}}
+    assert echo("conflict", changed, key=key, secret=secret).status_code == 422
+    row(rid("conflict"), "idempotency.conflict")
+
+    accepted = echo("accepted", envelope(new_agent.agent, peer), key=key, secret=secret, HTTP_PREFER="respond-async")
+    assert accepted.status_code == 202
+    row(rid("accepted"), "echo.accepted")
+
+    unknown_recipient = envelope(new_agent.agent, peer, recipient={"agent_id": "00000000-0000-4000-8000-000000000000"})
+    assert echo("rejected", unknown_recipient, key=key, secret=secret).status_code >= 400
+    assert row(rid("rejected"), "echo.rejected").outcome in ("failure", "denied")
+
+    assert echo("badsig", envelope(new_agent.agent, peer), key=key, secret="not-the-secret").status_code == 401
+    assert row(rid("badsig"), "auth.failed").details["reason"] == "invalid_signature"
+
+    stale = post_echo(
+        api_client,
+        envelope(new_agent.agent, peer),
+        HTTP_X_BRIKK_KEY=key,
+        HTTP_X_BRIKK_TIMESTAMP="1000000000",
+        HTTP_X_BRIKK_SIGNATURE="v1=" + "0" * 64,
+        HTTP_X_REQUEST_ID=rid("stale"),
+    )
+    assert stale.status_code == 401
+    assert row(rid("stale"), "auth.failed").details["reason"] == "timestamp_error"
+
+    assert echo("guard", envelope(new_agent.agent, peer), key=key, content_type="text/plain").status_code == 415
+    row(rid("guard"), "request.rejected")
+
+    org.rate_limit_agent_per_minute = 1
+    org.save()
+    settings.BRIKK_RATE_LIMIT_ENABLED = True
+    statuses = [
+        echo(f"limit{n}", envelope(new_agent.agent, peer), key=key, secret=secret).status_code for n in range(3)
+    ]
+    assert 429 in statuses
+    refused = AuditLog.objects.filter(action="rate_limit.refused", correlation_id__startswith="cov-limit")
+    assert refused.count() == statuses.count(429)
