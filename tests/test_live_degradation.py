@@ -1,7 +1,9 @@
 """A real gunicorn (2 workers) in front of PostgreSQL and Redis through cuttable TCP proxies:
 metrics aggregated across workers, Redis and PostgreSQL outages and recovery while it runs."""
 
+import socket
 import threading
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -60,6 +62,11 @@ def sample(text, name, **labels):
 
 
 def test_metrics_are_summed_over_gunicorn_workers(server, new_agent, tmp_path):
+    # A sync worker that has accepted a connection serves nothing else until its request arrives:
+    # holding one connection open sends the other requests to the other worker, so both count.
+    held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    time.sleep(0.5)
+
     def hammer(count):
         for _ in range(count):
             assert server.get("/healthz").status == 200
@@ -69,6 +76,12 @@ def test_metrics_are_summed_over_gunicorn_workers(server, new_agent, tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
+    held.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    reply = b""
+    while chunk := held.recv(65536):
+        reply += chunk
+    held.close()
+    assert reply.split(b"\r\n", 1)[0].endswith(b" 200 OK"), reply[:200]
     bad_key = new_agent.key.plaintext.split(".")[0] + "." + "x" * 43
     for _ in range(4):
         assert server.get("/api/v1/agents/", headers={"X-API-Key": bad_key}).status == 401
@@ -83,7 +96,7 @@ def test_metrics_are_summed_over_gunicorn_workers(server, new_agent, tmp_path):
         assert scrape.headers["Content-Type"].startswith("text/plain")
         text = scrape.text
         assert (
-            sample(text, "django_http_responses_total_by_status_view_method_total", view="healthz", status="200") >= 60
+            sample(text, "django_http_responses_total_by_status_view_method_total", view="healthz", status="200") >= 61
         )
         assert sample(text, "brikk_auth_failures_total", reason="unknown") == 4
         assert sample(text, "brikk_audit_events_total", action="auth.failed", outcome="failure") == 4
