@@ -12,7 +12,9 @@ class RequestContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = current()
-        record.request_id = getattr(record, "request_id", None) or context.request_id
+        # django.request logs after the middleware has left the request: its request still knows the id.
+        request_id = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = getattr(record, "request_id", None) or request_id or context.request_id
         record.organization_id = getattr(record, "organization_id", None) or context.organization_id
         record.actor_kind = getattr(record, "actor_kind", None) or context.actor_kind
         record.actor_id = getattr(record, "actor_id", None) or context.actor_id

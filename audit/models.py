@@ -1,6 +1,37 @@
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.db import models
+
+# Set only inside ``purge_allowed()``: the retention command is the one path that deletes audit rows.
+_purge_allowed: ContextVar[bool] = ContextVar("brikk_audit_purge_allowed", default=False)
+
+
+class AuditDeletionRefused(Exception):
+    """Audit rows are deleted only by the retention command (``manage.py purge_records``), after archiving."""
+
+
+@contextmanager
+def purge_allowed():
+    token = _purge_allowed.set(True)
+    try:
+        yield
+    finally:
+        _purge_allowed.reset(token)
+
+
+class AuditLogQuerySet(models.QuerySet):
+    def delete(self):
+        if not _purge_allowed.get():
+            raise AuditDeletionRefused("Audit rows can only be deleted by `manage.py purge_records` after archiving.")
+        return super().delete()
+
+    def sealed(self):
+        return self.filter(sequence__isnull=False)
+
+    def unsealed(self):
+        return self.filter(sequence__isnull=True)
 
 
 class AuditLog(models.Model):
@@ -27,8 +58,15 @@ class AuditLog(models.Model):
     correlation_id = models.CharField(max_length=128, db_index=True)
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
     actor_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # No database constraint and no cascade: deleting an organization must not rewrite (and so
+    # break the seal of) its audit rows; the id stays as it was recorded.
     organization = models.ForeignKey(
-        "agents.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "agents.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     action = models.CharField(max_length=64)
     resource_kind = models.CharField(max_length=32, blank=True)
@@ -44,6 +82,8 @@ class AuditLog(models.Model):
     row_hash = models.CharField(max_length=64, blank=True)
     sealed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = AuditLogQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -55,3 +95,27 @@ class AuditLog(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
+
+    def delete(self, *args, **kwargs):
+        if not _purge_allowed.get():
+            raise AuditDeletionRefused("Audit rows can only be deleted by `manage.py purge_records` after archiving.")
+        return super().delete(*args, **kwargs)
+
+
+class AuditChainAnchor(models.Model):
+    """Where the chain starts after old rows were archived and purged: the last purged row.
+
+    ``verify_audit`` expects the first remaining row to follow this one (sequence + 1, previous_hash
+    == row_hash). The archive's manifest, kept outside the database, records the same boundary.
+    """
+
+    sequence = models.BigIntegerField(unique=True)
+    row_hash = models.CharField(max_length=64)
+    archive = models.CharField(max_length=255, blank=True, help_text="Archive file holding the purged rows.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sequence"]
+
+    def __str__(self):
+        return f"anchor at {self.sequence}"

@@ -4,6 +4,7 @@ import logging
 
 from django.utils import timezone
 
+from audit import metrics
 from audit.context import current
 from audit.models import AuditLog
 
@@ -78,6 +79,7 @@ def record(
         user_agent=user_agent,
         details=scrub(details),
     )
+    metrics.observe(action, outcome, entry.details)
     logger.info(
         "audit %s %s",
         action,

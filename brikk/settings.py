@@ -7,6 +7,7 @@ DJANGO_DEBUG=false, which is the default.
 
 import base64
 import hashlib
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "drf_spectacular",
     "django_htmx",
+    "django_prometheus",
     "django_filters",
     "audit",
     "agents",
@@ -73,7 +75,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "audit.middleware.CorrelationIdMiddleware",
+    "brikk.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -83,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "brikk.urls"
@@ -162,6 +167,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+# celery beat: seal new audit rows into the hash chain, off the request path.
+BRIKK_AUDIT_SEAL_INTERVAL_SECONDS = env_int("BRIKK_AUDIT_SEAL_INTERVAL_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "audit-seal": {"task": "audit.seal", "schedule": float(BRIKK_AUDIT_SEAL_INTERVAL_SECONDS)},
+}
 
 # --- Auth, API ------------------------------------------------------------------------------
 
@@ -229,6 +239,24 @@ BRIKK_ASYNC_MAX_RETRIES = env_int("BRIKK_ASYNC_MAX_RETRIES", 5, minimum=0, maxim
 BRIKK_ASYNC_RETRY_BASE_SECONDS = env_int("BRIKK_ASYNC_RETRY_BASE_SECONDS", 1, minimum=1, maximum=600)
 # Test-only fault injection: a payload "_brikk_fault" directive makes processing fail; never enable in production.
 BRIKK_ECHO_FAULT_INJECTION = env_bool("BRIKK_ECHO_FAULT_INJECTION", False)
+
+# Audit trail and retention (manage.py seal_audit / verify_audit / purge_records).
+BRIKK_AUDIT_CHECKPOINT_FILE = env_str("BRIKK_AUDIT_CHECKPOINT_FILE")
+BRIKK_ARCHIVE_DIR = env_str("BRIKK_ARCHIVE_DIR", str(BASE_DIR / "archive"))
+BRIKK_AUDIT_RETENTION_DAYS = env_int("BRIKK_AUDIT_RETENTION_DAYS", 365, minimum=1)
+BRIKK_MESSAGE_RETENTION_DAYS = env_int("BRIKK_MESSAGE_RETENTION_DAYS", 90, minimum=1)
+BRIKK_IDEMPOTENCY_RETENTION_DAYS = env_int("BRIKK_IDEMPOTENCY_RETENTION_DAYS", 0, minimum=0)
+
+# Operations: who may scrape /metrics (a bearer token, or a client address in the allowlist).
+BRIKK_METRICS_TOKEN = env_str("BRIKK_METRICS_TOKEN")
+BRIKK_METRICS_ALLOWED_IPS = env_list("BRIKK_METRICS_ALLOWED_IPS", ["127.0.0.1/32", "::1/128"])
+for _network in BRIKK_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"BRIKK_METRICS_ALLOWED_IPS holds {_network!r}, which is not an IP address or network."
+        ) from None
 
 # API keys: PBKDF2 work factor, verification cache, rotation grace, default lifetime.
 BRIKK_API_KEY_PBKDF2_ITERATIONS = env_int("BRIKK_API_KEY_PBKDF2_ITERATIONS", 1_000_000, minimum=1000)

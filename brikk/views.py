@@ -1,4 +1,6 @@
-"""Project-level error pages: JSON for the API, plain pages elsewhere."""
+"""Project-level error pages: JSON for the API, plain pages elsewhere; liveness and readiness."""
+
+import sys
 
 from django.http import JsonResponse
 from django.views import defaults
@@ -20,6 +22,11 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    # Called while the exception is being handled: a database outage anywhere is a JSON 503.
+    from brikk.middleware import DATABASE_ERRORS, unavailable_response
+
+    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+        return unavailable_response(request)
     if _is_api(request):
         return _api_server_error(request)
     return defaults.server_error(request)
@@ -28,3 +35,11 @@ def server_error(request):
 def healthz(request):
     """Liveness: the process answers. No database, cache or broker is touched."""
     return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Readiness: database, Redis and task broker, each with status and latency (brikk.health)."""
+    from brikk import health
+
+    report = health.readiness()
+    return JsonResponse(report.as_dict(), status=200 if report.ready else 503)

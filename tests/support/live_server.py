@@ -1,0 +1,103 @@
+"""A real gunicorn server (brikk/gunicorn.conf.py) in a subprocess, for tests that need several
+worker processes or an outage of PostgreSQL/Redis while the server runs."""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode(errors="replace")
+
+
+class LiveServer:
+    def __init__(self, env: dict, *, workers: int = 2, log_path: Path):
+        self.port = free_port()
+        self.env = {**os.environ, **env}
+        self.workers = workers
+        self.log_path = log_path
+        self.process = None
+
+    def start(self, timeout: float = 30) -> "LiveServer":
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(  # noqa: S603 - our own gunicorn, fixed arguments
+            [
+                GUNICORN,
+                "-c",
+                "brikk/gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz", timeout=1).status == 200:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None:
+            self.log.close()
+
+    def request(self, method: str, path: str, *, headers=None, body: bytes | None = None, timeout: float = 10):
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return Response(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.headers, error.read())
+
+    def get(self, path: str, **kwargs) -> Response:
+        return self.request("GET", path, **kwargs)
+
+    def wait_for(self, check, timeout: float = 20, interval: float = 0.25):
+        """Poll ``check()`` until it returns a truthy value; return the last value either way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(interval)

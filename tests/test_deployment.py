@@ -1,0 +1,108 @@
+"""Deployment files read against the settings (no Docker engine here), and `check --deploy`."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from cryptography.fernet import Fernet
+from django.urls import resolve
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+# Read by libraries or the process rather than by brikk/settings.py.
+RUNTIME_VARIABLES = {
+    "PROMETHEUS_MULTIPROC_DIR",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+}
+
+
+def variables_read_by_the_project() -> set[str]:
+    settings_source = (BASE_DIR / "brikk" / "settings.py").read_text()
+    names = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', settings_source))
+    gunicorn_source = (BASE_DIR / "brikk" / "gunicorn.conf.py").read_text()
+    names |= set(re.findall(r'os\.environ(?:\.get\(|\[)\s*"([A-Z0-9_]+)"', gunicorn_source))
+    return names
+
+
+def compose():
+    return yaml.safe_load((BASE_DIR / "compose.yaml").read_text())
+
+
+def test_every_variable_compose_sets_for_brikk_is_read_by_the_settings():
+    known = variables_read_by_the_project() | RUNTIME_VARIABLES
+    assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "BRIKK_METRICS_TOKEN", "GUNICORN_WORKERS"} <= known
+    services = compose()["services"]
+    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        unknown = sorted(set(environment) - known)
+        assert unknown == [], f"{name} sets variables nothing reads: {unknown}"
+        assert (
+            environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
+        )
+        assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_every_service_that_serves_has_a_healthcheck_and_commands_point_at_real_things():
+    services = compose()["services"]
+    for name in ("web", "worker", "postgres", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    assert resolve("/healthz").url_name == "healthz"
+    assert services["worker"]["command"][:3] == ["celery", "-A", "brikk"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "brikk", "beat"]
+    # The sealer runs in the worker and appends checkpoints to a file on the persistent volume.
+    checkpoint = services["worker"]["environment"]["BRIKK_AUDIT_CHECKPOINT_FILE"]
+    assert any(checkpoint.startswith(volume.split(":")[1]) for volume in services["worker"]["volumes"])
+
+
+def test_dockerfile_uses_the_gunicorn_config_and_a_non_root_user():
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
+    assert "pip install -r requirements.txt" in dockerfile
+    assert "collectstatic --no-input" in dockerfile
+    assert re.search(r"^USER brikk$", dockerfile, re.M)
+    assert 'CMD ["gunicorn", "-c", "brikk/gunicorn.conf.py"' in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
+    assert (BASE_DIR / "brikk" / "gunicorn.conf.py").exists()
+    env_names = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+)=", dockerfile, re.M)) | set(
+        re.findall(r"^ENV ([A-Z][A-Z0-9_]+)=", dockerfile, re.M)
+    )
+    unknown = env_names - variables_read_by_the_project() - RUNTIME_VARIABLES
+    assert unknown == set(), unknown
+    # The throwaway key used for collectstatic is a valid Fernet key (settings refuse anything else).
+    throwaway = re.search(r"BRIKK_ENCRYPTION_KEYS=(\S+)", dockerfile).group(1)
+    Fernet(throwaway)
+
+
+def test_check_deploy_with_production_settings_reports_nothing(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "BRIKK_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="brikk.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_HTTPS="true",
+        DJANGO_SECRET_KEY="a-production-like-secret-" + "k3y" * 20,
+        DJANGO_ALLOWED_HOSTS="brikk.example.com",
+        BRIKK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        BRIKK_SQLITE_PATH=str(tmp_path / "check.sqlite3"),
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
