@@ -58,3 +58,32 @@ def org_admin_client(login, org_admin):
 
 def htmx(client, url, **extra):
     return client.get(url, HTTP_HX_REQUEST="true", **extra)
+
+
+@pytest.fixture
+def make_message(db):
+    """A MessageLog row as the coordination API writes it (status, bodies, timing)."""
+    import uuid
+
+    from django.utils import timezone
+
+    from coordination.models import MessageLog
+
+    def make(organization, sender=None, recipient=None, status="delivered", type="message", **fields):
+        now = timezone.now()
+        defaults = {
+            "message_id": uuid.uuid4(),
+            "http_status": 200 if status == "delivered" else 422,
+            "request_body": {"payload": {"hello": "world"}},
+            "response_body": {"status": status},
+            "latency_ms": 3.2,
+            "received_at": now,
+            "responded_at": now,
+            "auth_method": "api_key",
+        }
+        defaults.update(fields)
+        return MessageLog.objects.create(
+            organization=organization, sender=sender, recipient=recipient, status=status, type=type, **defaults
+        )
+
+    return make
