@@ -356,7 +356,7 @@ def echo(request):
     agents = Agent.objects.live().filter(organization_id=request.organization_id).order_by("name")
     context = {
         "senders": [agent for agent in agents if agent.can_authenticate],
-        "recipients": [agent for agent in agents if agent.status == Agent.Status.ACTIVE],
+        "recipients": [agent for agent in agents if agent.can_authenticate],
         "types": MessageLog.Type.choices,
         "endpoint": "/api/v1/coordination",
     }

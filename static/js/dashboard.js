@@ -150,7 +150,10 @@
     });
     panel.querySelector("[data-echo-body]").textContent = result.body;
     var link = panel.querySelector("[data-echo-link]");
-    if (result.requestId) {
+    if (result.messageId) {
+      link.href = "/messages/" + encodeURIComponent(result.messageId) + "/";
+      link.hidden = false;
+    } else if (result.requestId) {
       link.href = "/messages/?q=" + encodeURIComponent(result.requestId);
       link.hidden = false;
     } else {
@@ -212,11 +215,16 @@
         pairs.sort(function (a, b) { return a[0].localeCompare(b[0]); });
         renderResult(panel, {
           status: response.status, statusText: response.statusText, elapsed: elapsed, headers: pairs, body: body,
+          messageId: json && response.status < 300 ? json.id : null,
           requestId: response.headers.get("X-Request-ID"),
         });
         if (json && response.status >= 400) {
-          var shown = response.status === 422 && showServerErrors(form, json.details);
-          if (!shown) setError(form, "__all__", (json.code ? json.code + ": " : "") + (json.message || "The request was refused."));
+          // 422 (and 403 for the sender) name the bad fields in details: show each next to its input.
+          var perField = response.status === 422 || response.status === 403;
+          var shown = perField && showServerErrors(form, json.details);
+          if (!shown || response.status === 403) {
+            setError(form, "__all__", (json.code ? json.code + ": " : "") + (json.message || "The request was refused."));
+          }
         }
       });
     }).catch(function (error) {
