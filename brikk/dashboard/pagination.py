@@ -66,12 +66,13 @@ def paginate(queryset, *, cursor: str | None = None, direction: str = OLDER, siz
         has_older, has_newer = len(rows) > size, False
         rows = rows[:size]
     elif direction == NEWER:
-        newer = Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk)
+        # The redundant bound gives PostgreSQL an index range; the OR alone would not.
+        newer = Q(created_at__gte=created_at) & (Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk))
         rows = list(queryset.filter(newer).order_by("created_at", "id")[: size + 1])
         has_newer, has_older = len(rows) > size, True
         rows = list(reversed(rows[:size]))
     else:
-        older = Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+        older = Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
         rows = list(queryset.filter(older).order_by("-created_at", "-id")[: size + 1])
         has_older, has_newer = len(rows) > size, True
         rows = rows[:size]
