@@ -19,12 +19,16 @@ def peer(org, owner):
 
 @pytest.fixture
 def eager(settings):
+    """In-process Celery as on the embedded defaults (forced on in the services pass too, where the
+    same flows also run on a real worker: test_coordination_services.py)."""
     from brikk.celery import app
 
-    if not app.conf.task_always_eager:
-        pytest.skip("Celery runs eagerly only on the embedded defaults; the worker tests cover the services pass")
     settings.BRIKK_ECHO_FAULT_INJECTION = True
     settings.BRIKK_ASYNC_MAX_RETRIES = 3
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
 
 
 def _send_async(api_client, new_agent, peer, payload, captured):
@@ -110,3 +114,25 @@ def test_backoff_is_exponential(settings):
     settings.BRIKK_ASYNC_RETRY_BASE_SECONDS = 2
     assert [backoff_seconds(n) for n in range(4)] == [2, 4, 8, 16]
     assert backoff_seconds(20) == 600
+
+
+def test_requeue_command_recovers_messages_left_accepted(api_client, new_agent, peer, eager, settings):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from coordination.models import IdempotencyRecord
+
+    # Accepted, but its on_commit enqueue never ran (as if the broker had been down).
+    response = post_echo(
+        api_client, envelope(new_agent.agent, peer.agent), key=new_agent.key.plaintext, HTTP_PREFER="respond-async"
+    )
+    message = MessageLog.objects.get(pk=response.json()["id"])
+    assert message.status == "accepted"
+    MessageLog.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
+    IdempotencyRecord.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    call_command("requeue_messages", "--older-than", "60")
+    message.refresh_from_db()
+    assert message.status == "delivered" and message.attempts == 1
+    assert not IdempotencyRecord.objects.exists()
