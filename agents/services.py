@@ -36,6 +36,18 @@ def _actor(user) -> dict:
     return {"actor_kind": AuditLog.ActorKind.USER, "actor_id": user.pk}
 
 
+def _audit_agent(action: str, agent: Agent, *, request=None, user=None, details: dict | None = None) -> None:
+    record(
+        action,
+        request=request,
+        organization_id=agent.organization_id,
+        resource_kind="agent",
+        resource_id=agent.pk,
+        details=details,
+        **_actor(user),
+    )
+
+
 def create_organization(name: str, *, slug: str | None = None, owner=None) -> Organization:
     with transaction.atomic():
         organization = Organization.objects.create(name=name, slug=slug or slugify(name)[:64])
@@ -47,7 +59,6 @@ def create_organization(name: str, *, slug: str | None = None, owner=None) -> Or
             resource_kind="organization",
             resource_id=organization.pk,
             details={"name": name},
-            **_actor(owner),
         )
     return organization
 
@@ -92,14 +103,8 @@ def create_agent(
             signing_secret_encrypted=crypto.encrypt(signing_secret),
         )
         issued = issue_key(agent, expires_at=key_expires_at or default_key_expiry())
-        record(
-            "agent.created",
-            request=request,
-            organization_id=organization.pk,
-            resource_kind="agent",
-            resource_id=agent.pk,
-            details={"name": name, "key_prefix": issued.api_key.prefix},
-            **_actor(owner if request is None else None),
+        _audit_agent(
+            "agent.created", agent, request=request, details={"name": name, "key_prefix": issued.api_key.prefix}
         )
     return NewAgent(agent=agent, key=issued, signing_secret=signing_secret)
 
@@ -111,14 +116,12 @@ def update_agent(agent: Agent, *, request=None, user=None, **changes) -> Agent:
         setattr(agent, field, value)
     with transaction.atomic():
         agent.save()
-        record(
+        _audit_agent(
             "agent.updated",
+            agent,
             request=request,
-            organization_id=agent.organization_id,
-            resource_kind="agent",
-            resource_id=agent.pk,
+            user=user,
             details={"fields": sorted(changes), "status": agent.status, "previous_status": old_status},
-            **_actor(user),
         )
     if agent.status != old_status:
         keys.invalidate_agent(agent)
@@ -133,15 +136,7 @@ def soft_delete_agent(agent: Agent, *, request=None, user=None) -> Agent:
         agent.deleted_at = now
         agent.save(update_fields=["status", "deleted_at", "updated_at"])
         agent.api_keys.filter(revoked_at__isnull=True).update(revoked_at=now)
-        record(
-            "agent.deleted",
-            request=request,
-            organization_id=agent.organization_id,
-            resource_kind="agent",
-            resource_id=agent.pk,
-            details={"name": agent.name},
-            **_actor(user),
-        )
+        _audit_agent("agent.deleted", agent, request=request, user=user, details={"name": agent.name})
     keys.invalidate_agent(agent)
     return agent
 
@@ -162,18 +157,16 @@ def rotate_key(agent: Agent, *, grace_seconds: int | None = None, request=None, 
                 old.revoked_at = now
             old.save(update_fields=["rotated_at", "expires_at", "revoked_at"])
         issued = issue_key(agent, expires_at=default_key_expiry())
-        record(
+        _audit_agent(
             "key.rotated",
+            agent,
             request=request,
-            organization_id=agent.organization_id,
-            resource_kind="agent",
-            resource_id=agent.pk,
+            user=user,
             details={
                 "new_key_prefix": issued.api_key.prefix,
                 "old_key_prefixes": [old.prefix for old in old_keys],
                 "grace_seconds": grace_seconds,
             },
-            **_actor(user),
         )
     keys.invalidate(*(old.prefix for old in old_keys))
     return issued
@@ -188,15 +181,7 @@ def revoke_keys(agent: Agent, *, prefix: str | None = None, request=None, user=N
             live = live.filter(prefix=prefix)
         prefixes = list(live.values_list("prefix", flat=True))
         live.update(revoked_at=now)
-        record(
-            "key.revoked",
-            request=request,
-            organization_id=agent.organization_id,
-            resource_kind="agent",
-            resource_id=agent.pk,
-            details={"key_prefixes": prefixes},
-            **_actor(user),
-        )
+        _audit_agent("key.revoked", agent, request=request, user=user, details={"key_prefixes": prefixes})
     keys.invalidate(*prefixes)
     return prefixes
 
@@ -220,13 +205,7 @@ def rotate_signing_secret(agent: Agent, *, grace_seconds: int | None = None, req
                 "updated_at",
             ]
         )
-        record(
-            "signing_secret.rotated",
-            request=request,
-            organization_id=agent.organization_id,
-            resource_kind="agent",
-            resource_id=agent.pk,
-            details={"grace_seconds": grace_seconds},
-            **_actor(user),
+        _audit_agent(
+            "signing_secret.rotated", agent, request=request, user=user, details={"grace_seconds": grace_seconds}
         )
     return secret

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from agents import services
@@ -25,7 +26,7 @@ class AgentViewSet(
 ):
     """Agents of the caller's organization. Members read; owners and admins write."""
 
-    permission_classes = [OrganizationRole]
+    permission_classes = [IsAuthenticated, OrganizationRole]
     serializer_class = AgentSerializer
 
     def get_queryset(self):
@@ -90,4 +91,4 @@ class AgentViewSet(
         serializer = RevokeKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.revoke_keys(agent, prefix=serializer.validated_data.get("prefix"), request=request)
-        return Response(AgentSerializer(agent).data)
+        return Response(AgentSerializer(self.get_object()).data)

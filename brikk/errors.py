@@ -92,7 +92,8 @@ def _audit(exc, code: str, request) -> None:
     from audit.services import record  # audit imports errors-free modules; keep import local
 
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        reason = getattr(exc, "reason", "missing_credentials" if code == "unauthorized" else code)
+        default = "missing_credentials" if isinstance(exc, exceptions.NotAuthenticated) else "invalid_credentials"
+        reason = getattr(exc, "reason", default)
         details = {"reason": reason, "method": request.method, "path": request.path}
         if getattr(exc, "key_prefix", ""):
             details["key_prefix"] = exc.key_prefix
