@@ -232,6 +232,7 @@ def test_audit_lists_the_organizations_trail_with_links(owner_client, org, other
 def test_audit_filters(owner_client, org, pair):
     record("auth.failed", outcome=AuditLog.Outcome.DENIED, organization_id=org.pk, resource_id="r-1")
     record("permission.denied", outcome=AuditLog.Outcome.DENIED, organization_id=org.pk)
+    record("key.revoked", organization_id=org.pk, actor_kind="agent", actor_id="agent-1")
     old = record("key.rotated", organization_id=org.pk)
     AuditLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=5))
 
@@ -243,7 +244,8 @@ def test_audit_filters(owner_client, org, pair):
     assert actions("?outcome=denied") == ["auth.failed", "permission.denied"]
     assert actions("?action=agent.") == ["agent.created", "agent.created"]
     assert actions("?q=r-1") == ["auth.failed"]
-    assert actions("?actor_kind=user&action=agent") == ["agent.created", "agent.created"]
+    assert actions("?actor_kind=agent") == ["key.revoked"]
+    assert actions("?actor_kind=agent&action=agent.") == []
     until = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     assert actions(f"?until={until}") == ["key.rotated"]
     assert "No audit rows match" in owner_client.get(reverse("dashboard:audit") + "?action=zzz").content.decode()
