@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "brikk.dashboard.middleware.DashboardReferrerPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -181,9 +182,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "login"
+LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "dashboard:login"
+
+# Dashboard login throttle (django-ratelimit): failed logins per client IP and per username in a window.
+BRIKK_LOGIN_MAX_FAILURES = env_int("BRIKK_LOGIN_MAX_FAILURES", 5, minimum=1)
+BRIKK_LOGIN_FAILURE_WINDOW_SECONDS = env_int("BRIKK_LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+# A cache outage must not lock every user out of the dashboard.
+RATELIMIT_FAIL_OPEN = True
+# How often the dashboard's live panels poll while the browser tab is visible.
+BRIKK_DASHBOARD_POLL_SECONDS = env_int("BRIKK_DASHBOARD_POLL_SECONDS", 5, minimum=1, maximum=300)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,0 +1,363 @@
+"""Dashboard views: thin; domain changes go through agents.services, queries through filters.
+
+Every tab is its own URL. A direct load renders the whole page; an HTMX request (a tab switch)
+renders only the tab's content into ``#main`` (see ``render_page``).
+"""
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from agents import services
+from agents.models import Agent
+from agents.scoping import SESSION_KEY
+from audit.filters import AuditLogFilter
+from audit.models import AuditLog
+from audit.services import record
+from brikk.dashboard import queries, throttle
+from brikk.dashboard.access import dashboard_view
+from brikk.dashboard.filters import DashboardMessageFilter
+from brikk.dashboard.forms import AgentCreateForm, AgentForm, AgentStatusForm, SwitchOrganizationForm
+from brikk.dashboard.pagination import NEWER, OLDER, paginate
+from coordination.models import MessageLog
+
+PAGE_SIZE = 50
+
+
+def is_partial(request) -> bool:
+    """An HTMX swap of the main area (a back-button history restore needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_page(request, template: str, context: dict | None = None, *, tab: str = "", status: int = 200):
+    context = {
+        "base_template": "dashboard/partial_base.html" if is_partial(request) else "base.html",
+        "workspace": request.workspace,
+        "tab": tab,
+        "poll_seconds": settings.BRIKK_DASHBOARD_POLL_SECONDS,
+        **(context or {}),
+    }
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-History-Restore-Request"])
+    return response
+
+
+def render_fragment(request, template: str, context: dict):
+    """A polled partial (live updates): only the fragment, never cached."""
+    context = {"workspace": request.workspace, "poll_seconds": settings.BRIKK_DASHBOARD_POLL_SECONDS, **context}
+    response = render(request, template, context)
+    patch_cache_control(response, no_store=True)
+    return response
+
+
+def render_secret(request, template: str, context: dict):
+    """A page that shows a key or signing secret once: never stored by a browser or proxy."""
+    response = render_page(request, template, context, tab="agents")
+    patch_cache_control(response, no_store=True, private=True)
+    # Keep the URL (no history entry to come back to a secret).
+    response["HX-Push-Url"] = "false"
+    return response
+
+
+def go_to(request, url: str):
+    """After a successful form post. A boosted (HTMX) form follows the redirect in the same
+    request, swaps the page's content and pushes the final URL; a plain form just redirects."""
+    return HttpResponseRedirect(url)
+
+
+# --- Login, logout, organization --------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login (authenticate() and login() fire the audited auth signals), with failed
+    attempts throttled per client IP and per username."""
+
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if throttle.login_blocked(request, username):
+            record(
+                "auth.login_throttled",
+                outcome=AuditLog.Outcome.DENIED,
+                request=request,
+                details={"username": username[:150]},
+            )
+            context = {"retry_seconds": settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS, "username": username}
+            response = render(request, "registration/throttled.html", context, status=429)
+            response["Retry-After"] = str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        throttle.count_failure(self.request, self.request.POST.get("username", ""))
+        return super().form_invalid(form)
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST only (Django's default); a GET would let any page log the user out."""
+
+
+@require_POST
+@dashboard_view()
+def switch_organization(request):
+    form = SwitchOrganizationForm(request.POST, memberships=request.workspace.memberships)
+    if form.is_valid():
+        organization = form.cleaned_data["organization"]
+        # The same session key the API's session authentication reads (agents.scoping).
+        request.session[SESSION_KEY] = str(organization.pk)
+        messages.success(request, f"Switched to {organization.name}.")
+    else:
+        messages.error(request, "You are not a member of that organization.")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = reverse("dashboard:overview")
+    return HttpResponseRedirect(next_url)
+
+
+# --- Overview ---------------------------------------------------------------------------------
+
+
+@require_GET
+@dashboard_view()
+def overview(request):
+    context = queries.overview(request.organization_id, include_audit=request.workspace.can_audit)
+    return render_page(request, "dashboard/overview.html", context, tab="overview")
+
+
+@require_GET
+@dashboard_view()
+def overview_live(request):
+    context = queries.overview(request.organization_id, include_audit=request.workspace.can_audit)
+    return render_fragment(request, "dashboard/partials/overview_live.html", context)
+
+
+# --- Agents -----------------------------------------------------------------------------------
+
+
+def _agent(request, pk) -> Agent:
+    """A live agent of the current organization, or 404 (another organization's agent included)."""
+    return get_object_or_404(Agent.objects.live(), pk=pk, organization_id=request.organization_id)
+
+
+@require_GET
+@dashboard_view()
+def agent_list(request):
+    rows = queries.agent_rows(request.organization_id)
+    return render_page(request, "dashboard/agents.html", {"rows": rows}, tab="agents")
+
+
+@require_GET
+@dashboard_view()
+def agent_table(request):
+    rows = queries.agent_rows(request.organization_id)
+    return render_fragment(request, "dashboard/partials/agent_table.html", {"rows": rows})
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_create(request):
+    form = AgentCreateForm(request.POST or None, organization_id=request.organization_id)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        created = services.create_agent(
+            request.workspace.organization,
+            name=data["name"],
+            owner=request.user,
+            description=data["description"],
+            metadata=data["metadata"],
+            status=data["status"],
+            key_expires_at=data["key_expires_at"],
+            request=request,
+        )
+        context = {"agent": created.agent, "api_key": created.key.plaintext, "signing_secret": created.signing_secret}
+        return render_secret(request, "dashboard/agent_credentials.html", context)
+    return render_page(request, "dashboard/agent_form.html", {"form": form, "creating": True}, tab="agents")
+
+
+@require_GET
+@dashboard_view()
+def agent_detail(request, pk):
+    agent = _agent(request, pk)
+    keys = list(agent.api_keys.all())
+    context = {
+        "agent": agent,
+        "keys": keys,
+        "current_key": queries.current_key(keys, timezone.now()),
+        "status_form": AgentStatusForm(initial={"status": agent.status}),
+    }
+    return render_page(request, "dashboard/agent_detail.html", context, tab="agents")
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_edit(request, pk):
+    agent = _agent(request, pk)
+    form = AgentForm(request.POST or None, organization_id=request.organization_id, instance=agent)
+    if request.method == "POST" and form.is_valid():
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if changes:
+            services.update_agent(agent, request=request, user=request.user, **changes)
+            messages.success(request, f"Saved {agent.name}.")
+        return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+    return render_page(request, "dashboard/agent_form.html", {"form": form, "agent": agent}, tab="agents")
+
+
+@require_POST
+@dashboard_view(write=True)
+def agent_status(request, pk):
+    agent = _agent(request, pk)
+    form = AgentStatusForm(request.POST)
+    if form.is_valid():
+        if form.cleaned_data["status"] != agent.status:
+            services.update_agent(agent, request=request, user=request.user, status=form.cleaned_data["status"])
+            messages.success(request, f"{agent.name} is now {agent.get_status_display().lower()}.")
+    else:
+        messages.error(request, "Choose one of the listed statuses.")
+    return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+
+
+def _confirm(request, agent, action: str):
+    return render_page(request, "dashboard/agent_confirm.html", {"agent": agent, "action": action}, tab="agents")
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_rotate(request, pk):
+    agent = _agent(request, pk)
+    if request.method == "GET":
+        return _confirm(request, agent, "rotate")
+    issued = services.rotate_key(agent, request=request, user=request.user)
+    context = {
+        "agent": agent,
+        "api_key": issued.plaintext,
+        "rotated": True,
+        "grace_seconds": settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS,
+    }
+    return render_secret(request, "dashboard/agent_credentials.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_revoke(request, pk):
+    agent = _agent(request, pk)
+    if request.method == "GET":
+        return _confirm(request, agent, "revoke")
+    prefixes = services.revoke_keys(agent, request=request, user=request.user)
+    if prefixes:
+        messages.success(request, f"Revoked {len(prefixes)} key(s) of {agent.name}; they stop working now.")
+    else:
+        messages.info(request, f"{agent.name} had no live keys to revoke.")
+    return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_delete(request, pk):
+    agent = _agent(request, pk)
+    if request.method == "GET":
+        return _confirm(request, agent, "delete")
+    services.soft_delete_agent(agent, request=request, user=request.user)
+    messages.success(request, f"Deleted {agent.name}; its keys are revoked and its history is kept.")
+    return go_to(request, reverse("dashboard:agents"))
+
+
+# --- Audit ------------------------------------------------------------------------------------
+
+
+def _page_args(request) -> dict:
+    direction = NEWER if request.GET.get("direction") == NEWER else OLDER
+    return {"cursor": request.GET.get("cursor") or None, "direction": direction, "size": PAGE_SIZE}
+
+
+def _filter_query(request) -> str:
+    """The current filters as a query string, without the page position."""
+    params = request.GET.copy()
+    for name in ("cursor", "direction"):
+        params.pop(name, None)
+    return params.urlencode()
+
+
+@require_GET
+@dashboard_view(audit=True)
+def audit_list(request):
+    queryset = AuditLog.objects.filter(organization_id=request.organization_id)
+    filterset = AuditLogFilter(request.GET or None, queryset=queryset)
+    page = paginate(filterset.qs, **_page_args(request))
+    for entry in page.items:
+        entry.resource_url = queries.audit_resource_url(entry)
+    context = {"filter": filterset, "page": page, "query": _filter_query(request)}
+    return render_page(request, "dashboard/audit.html", context, tab="audit")
+
+
+# --- Messages ---------------------------------------------------------------------------------
+
+
+def _message_filter(request):
+    queryset = MessageLog.objects.filter(organization_id=request.organization_id).select_related("sender", "recipient")
+    return DashboardMessageFilter(request.GET or None, queryset=queryset, organization_id=request.organization_id)
+
+
+def _message_page_context(request) -> dict:
+    filterset = _message_filter(request)
+    page = paginate(filterset.qs, **_page_args(request))
+    return {
+        "filter": filterset,
+        "page": page,
+        "query": _filter_query(request),
+        "status_choices": MessageLog.Status.choices,
+        "type_choices": MessageLog.Type.choices,
+    }
+
+
+@require_GET
+@dashboard_view()
+def message_list(request):
+    return render_page(request, "dashboard/messages.html", _message_page_context(request), tab="messages")
+
+
+@require_GET
+@dashboard_view()
+def message_rows(request):
+    """The first page of the current filter, polled so new messages appear without a reload."""
+    return render_fragment(request, "dashboard/partials/message_table.html", _message_page_context(request))
+
+
+@require_GET
+@dashboard_view()
+def message_detail(request, pk):
+    message = get_object_or_404(
+        MessageLog.objects.select_related("sender", "recipient"), pk=pk, organization_id=request.organization_id
+    )
+    context = {
+        "message": message,
+        "request_json": json.dumps(message.request_body, indent=2, sort_keys=True),
+        "response_json": json.dumps(message.response_body, indent=2, sort_keys=True),
+    }
+    return render_page(request, "dashboard/message_detail.html", context, tab="messages")
+
+
+# --- Echo test --------------------------------------------------------------------------------
+
+
+@require_GET
+@dashboard_view()
+def echo(request):
+    agents = Agent.objects.live().filter(organization_id=request.organization_id).order_by("name")
+    context = {
+        "senders": [agent for agent in agents if agent.can_authenticate],
+        "recipients": [agent for agent in agents if agent.can_authenticate],
+        "types": MessageLog.Type.choices,
+        "endpoint": "/api/v1/coordination",
+    }
+    return render_page(request, "dashboard/echo.html", context, tab="echo")

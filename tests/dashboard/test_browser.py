@@ -1,0 +1,252 @@
+"""End to end in Debian's Chromium (Playwright) against a live server: the staff's daily path.
+
+Saves a screenshot of each tab into docs/screenshots/ (committed, shown in docs/README-dashboard.md).
+"""
+
+import json
+import os
+import re
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from agents import keys
+from agents.models import Agent
+from coordination.models import MessageLog
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still synchronous.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(django_settings.BASE_DIR) / "docs" / "screenshots"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, settings):
+    settings.BRIKK_DASHBOARD_POLL_SECONDS = 1  # live panels refresh quickly in the test
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def shot(page, name, full_page=True):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def mark_document(page):
+    """A flag that survives HTMX swaps but not a full page load."""
+    page.evaluate("window.__noReload = true")
+
+
+def still_same_document(page) -> bool:
+    return page.evaluate("window.__noReload === true")
+
+
+def tab(page, name):
+    page.locator("nav.tabs").get_by_role("link", name=name).click()
+
+
+def send_echo_as_agent(base_url, api_key, sender_id, recipient_id):
+    envelope = {
+        "message_id": str(uuid.uuid4()),
+        "ts": "2030-01-01T00:00:00Z",
+        "sender": {"agent_id": sender_id},
+        "recipient": {"agent_id": recipient_id},
+        "payload": {"from": "a background agent"},
+    }
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/coordination",
+        data=json.dumps(envelope).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (the live test server)
+        return response.status
+
+
+def test_staff_daily_path(page, live_server, org, owner, make_agent):
+    receiver = make_agent(org, name="receiver", owner=owner).agent
+
+    # Anonymous: sent to the login page and back to where they were going.
+    page.goto("/agents/")
+    assert re.search(r"/login/\?next=/agents/$", page.url)
+    shot(page, "login", full_page=False)
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/agents/")
+
+    # Overview by tab switch: HTMX swaps the content, pushes the URL, no reload.
+    mark_document(page)
+    tab(page, "Overview")
+    page.wait_for_url(f"{live_server.url}/")
+    page.get_by_role("heading", name="Echoes by outcome").wait_for()
+    assert still_same_document(page)
+    assert page.title() == "Overview · Brikk"
+    shot(page, "overview")
+
+    # Create an agent: the key and signing secret are shown once.
+    tab(page, "Agents")
+    page.wait_for_url(f"{live_server.url}/agents/")
+    page.get_by_role("link", name="New agent").click()
+    page.fill("#id_name", "receiver")  # taken: the form says so and keeps the input
+    page.fill("#id_description", "Sends the end-to-end echoes")
+    page.get_by_role("button", name="Create agent").click()
+    page.get_by_text("An agent with this name already exists").wait_for()
+    assert page.input_value("#id_description") == "Sends the end-to-end echoes"
+    page.fill("#id_name", "e2e-sender")
+    page.get_by_role("button", name="Create agent").click()
+    page.get_by_test_id("credentials").wait_for()
+    api_key = page.input_value("[data-testid=api-key]")
+    signing_secret = page.input_value("[data-testid=signing-secret]")
+    assert api_key.startswith("brk_") and signing_secret
+    assert page.get_by_text("shown only once").is_visible()
+    sender = Agent.objects.get(name="e2e-sender")
+    assert keys.verify(api_key).agent_id == str(sender.pk)
+    shot(page, "agent-created")
+    page.get_by_role("button", name="Copy").first.click()
+    page.get_by_role("link", name="I have stored it — continue").click()
+    page.wait_for_url(f"{live_server.url}/agents/{sender.pk}/")
+    assert api_key not in page.content()
+    assert still_same_document(page)
+
+    tab(page, "Agents")
+    page.locator('tr[data-agent="e2e-sender"]').wait_for()
+    shot(page, "agents")
+
+    # Echo test: client-side validation, then a real echo through the coordination API.
+    tab(page, "Echo test")
+    page.wait_for_url(f"{live_server.url}/echo/")
+    page.select_option("#echo-sender", label="e2e-sender")
+    page.select_option("#echo-recipient", label="receiver")
+    page.fill("#echo-payload", '{"ping": ')
+    page.get_by_test_id("echo-send").click()
+    page.get_by_text("The payload is not valid JSON").first.wait_for()
+    page.fill("#echo-payload", "[1, 2]")
+    page.get_by_test_id("echo-send").click()
+    page.get_by_text("The payload must be a JSON object").first.wait_for()
+    assert MessageLog.objects.count() == 0  # nothing was sent
+
+    page.fill("#echo-payload", '{"ping": 1, "from": "the dashboard"}')
+    page.get_by_test_id("echo-send").click()
+    status = page.get_by_test_id("echo-status")
+    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    assert status.inner_text().startswith("200")
+    assert re.match(r"round trip \d+\.\d ms", page.get_by_test_id("echo-time").inner_text())
+    body = json.loads(page.get_by_test_id("echo-body").inner_text())
+    assert body["status"] == "delivered" and body["envelope"]["payload"] == {"ping": 1, "from": "the dashboard"}
+    assert page.locator("[data-echo-headers]").get_by_text("x-request-id").is_visible()
+    message = MessageLog.objects.get()
+    assert (message.sender_id, message.recipient_id, message.auth_method) == (sender.pk, receiver.pk, "session")
+    shot(page, "echo-test")
+
+    # The server's field errors land next to the field (a sender that is not in the organization).
+    page.evaluate("document.querySelector('#echo-sender').options[0].value = '00000000-0000-4000-8000-000000000000'")
+    page.select_option("#echo-sender", index=0)
+    page.get_by_test_id("echo-send").click()
+    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('403')")
+    sender_error = page.locator('[data-error-for="sender"]')
+    assert "Not an active agent of your organization." in sender_error.inner_text()
+
+    # Message logs: a new message appears without a reload.
+    tab(page, "Message logs")
+    page.wait_for_url(f"{live_server.url}/messages/")
+    rows = page.locator("[data-testid=message-table] tbody tr")
+    rows.first.wait_for()
+    before = rows.count()
+    assert send_echo_as_agent(live_server.url, api_key, str(sender.pk), str(receiver.pk)) == 200
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=message-table] tbody tr').length === {before + 1}")
+    assert still_same_document(page)
+    shot(page, "message-logs")
+    newest = MessageLog.objects.order_by("-created_at", "-id").first()
+    rows.first.get_by_role("link").click()
+    page.wait_for_url(f"{live_server.url}/messages/{newest.pk}/")
+    page.get_by_role("heading", name="Request body").wait_for()
+    assert page.locator("form.filters").count() == 0  # the detail replaced the whole tab, not the live table
+    assert "a background agent" in page.content()
+    shot(page, "message-detail")
+
+    # Back button: the previous tab comes back.
+    page.go_back()
+    page.wait_for_url(f"{live_server.url}/messages/")
+    rows.first.wait_for()
+
+    tab(page, "Audit")
+    page.wait_for_url(f"{live_server.url}/audit/")
+    page.get_by_test_id("audit-table").get_by_text("agent.created").first.wait_for()
+    shot(page, "audit")
+
+    # Rotate the key: confirmation, then the new key once.
+    page.goto(f"/agents/{sender.pk}/")
+    page.get_by_role("link", name="Rotate key").click()
+    page.get_by_role("heading", name="Rotate the key of e2e-sender?").wait_for()
+    page.get_by_role("button", name="Rotate key").click()
+    page.get_by_test_id("credentials").wait_for()
+    new_key = page.input_value("[data-testid=api-key]")
+    assert new_key.startswith("brk_") and new_key != api_key
+    assert keys.verify(new_key).agent_id == str(sender.pk)
+    shot(page, "key-rotated")
+
+    # Phone width: the table turns into labelled rows.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/agents/")
+    page.locator('tr[data-agent="e2e-sender"]').wait_for()
+    shot(page, "agents-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Log out.
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/login/$"))
+    page.goto("/")
+    assert "/login/" in page.url
+
+
+def test_member_sees_a_read_only_dashboard_and_live_status(page, live_server, org, member, make_agent):
+    agent = make_agent(org, name="watched").agent
+    page.goto("/login/")
+    page.fill("#id_username", "member")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto("/agents/")
+    row = page.locator('tr[data-agent="watched"]')
+    row.get_by_text("Active").wait_for()
+    assert page.get_by_role("link", name="New agent").count() == 0
+    assert page.locator("nav.tabs").get_by_role("link", name="Audit").count() == 0
+    mark_document(page)
+    Agent.objects.filter(pk=agent.pk).update(status=Agent.Status.MAINTENANCE)
+    row.get_by_text("Maintenance").wait_for()  # the live table picks it up without a reload
+    assert still_same_document(page)
