@@ -245,8 +245,9 @@ def test_members_are_refused_every_write_and_nothing_changes(member_client, agen
 @pytest.mark.parametrize(("method", "name", "needs_agent", "data"), WRITE_VIEWS)
 def test_owners_and_admins_may_write(request, login, role, agent, method, name, needs_agent, data):
     user = request.getfixturevalue(role)
+    client = login(user)  # logging in is itself audited, so count after it
     audited_before = AuditLog.objects.filter(actor_id=str(user.pk)).count()
-    response = _call(login(user), method, name, needs_agent, data, agent)
+    response = _call(client, method, name, needs_agent, data, agent)
     assert response.status_code in (200, 302)
     changed = AuditLog.objects.filter(actor_id=str(user.pk)).count() - audited_before
     # Every POST changes something through agents.services, which audits it as this user; GETs change nothing.
