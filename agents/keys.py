@@ -113,12 +113,14 @@ def _cache_key(prefix: str) -> str:
 
 
 def invalidate(*prefixes: str) -> None:
-    """Drop the entries now and again after commit, so a concurrent reader cannot re-cache stale rows."""
+    """Drop the entries now and, inside a transaction, again after commit, so that a concurrent
+    reader cannot re-cache the rows as they were before the change."""
     if not prefixes:
         return
     cache_keys = [_cache_key(prefix) for prefix in prefixes]
     cache.delete_many(cache_keys)
-    transaction.on_commit(lambda: cache.delete_many(cache_keys))
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: cache.delete_many(cache_keys))
 
 
 def invalidate_agent(agent: Agent) -> None:
