@@ -3,7 +3,10 @@
 A key is ``brk_<prefix>.<secret>``. The database holds the prefix and a salted PBKDF2 hash of
 the secret. Verifying costs one PBKDF2 derivation; after that a short-lived cache entry, keyed by
 the prefix and holding a SHA-256 digest of the whole presented key, answers until it expires or is
-invalidated (rotation, revocation, expiry, agent status change all call ``invalidate``).
+invalidated. The entry also carries what the layers after authentication need about the agent (its
+*encrypted* signing secrets, its organization's rate limits), so a signed, rate-limited request reads
+the cache once. Rotation, revocation, expiry and any save of an API key, its agent or the agent's
+organization invalidate it (services and the signals connected in agents.apps).
 """
 
 import hashlib
@@ -15,13 +18,15 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
+from agents import crypto
 from agents.models import Agent, APIKey
 
 KEY_PREFIX = "brk_"
 PREFIX_LENGTH = 12
-CACHE_NAMESPACE = "apikey:v1:"
+CACHE_NAMESPACE = "apikey:v2:"
 # last_used_at / last_activity_at are written at most this often per key.
 TOUCH_INTERVAL_SECONDS = 60
 
@@ -37,7 +42,8 @@ class KeyRejected(Exception):
 
 @dataclass(frozen=True)
 class KeyIdentity:
-    """What a verified key proves: which key, agent and organization. Cached; holds no secret."""
+    """What a verified key proves (which key, agent and organization) and what signing and rate
+    limiting need about that agent. Cached; holds no plaintext secret (signing secrets stay encrypted)."""
 
     api_key_id: str
     prefix: str
@@ -47,9 +53,23 @@ class KeyIdentity:
     expires_at: str | None
     digest: str
     touched_at: float
+    signing_secret_encrypted: str
+    previous_signing_secret_encrypted: str
+    previous_signing_secret_expires_at: str | None
+    rate_limit_agent_per_minute: int | None
+    rate_limit_org_per_minute: int | None
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and datetime.fromisoformat(self.expires_at) <= now
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets a signature may use: the current one, and the previous one until it expires."""
+        secrets = [crypto.decrypt(self.signing_secret_encrypted)]
+        if self.previous_signing_secret_encrypted and self.previous_signing_secret_expires_at:
+            expires_at = datetime.fromisoformat(self.previous_signing_secret_expires_at)
+            if (now or timezone.now()) < expires_at:
+                secrets.append(crypto.decrypt(self.previous_signing_secret_encrypted))
+        return secrets
 
 
 class _Hasher(PBKDF2PasswordHasher):
@@ -93,12 +113,22 @@ def _cache_key(prefix: str) -> str:
 
 
 def invalidate(*prefixes: str) -> None:
-    if prefixes:
-        cache.delete_many([_cache_key(prefix) for prefix in prefixes])
+    """Drop the entries now and, inside a transaction, again after commit, so that a concurrent
+    reader cannot re-cache the rows as they were before the change."""
+    if not prefixes:
+        return
+    cache_keys = [_cache_key(prefix) for prefix in prefixes]
+    cache.delete_many(cache_keys)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: cache.delete_many(cache_keys))
 
 
 def invalidate_agent(agent: Agent) -> None:
     invalidate(*agent.api_keys.values_list("prefix", flat=True))
+
+
+def invalidate_organization(organization_id) -> None:
+    invalidate(*APIKey.objects.filter(agent__organization_id=organization_id).values_list("prefix", flat=True))
 
 
 def _cache_timeout(expires_at: datetime | None, now: datetime) -> int:
@@ -120,7 +150,7 @@ def verify(presented: str) -> KeyIdentity:
         if hmac.compare_digest(identity.digest, presented_digest) and not identity.is_expired(now):
             return _touch(identity, now)
 
-    key = APIKey.objects.select_related("agent").filter(prefix=prefix).first()
+    key = APIKey.objects.select_related("agent__organization").filter(prefix=prefix).first()
     if key is None or not _hasher.verify(secret, key.hashed_secret):
         raise KeyRejected("unknown", prefix)
     if key.is_revoked:
@@ -130,15 +160,22 @@ def verify(presented: str) -> KeyIdentity:
     if not key.agent.can_authenticate:
         raise KeyRejected("agent_inactive", prefix)
 
+    agent, organization = key.agent, key.agent.organization
+    previous_expires = agent.previous_signing_secret_expires_at
     identity = KeyIdentity(
         api_key_id=str(key.id),
         prefix=prefix,
         agent_id=str(key.agent_id),
-        agent_name=key.agent.name,
-        organization_id=str(key.agent.organization_id),
+        agent_name=agent.name,
+        organization_id=str(agent.organization_id),
         expires_at=key.expires_at.isoformat() if key.expires_at else None,
         digest=presented_digest,
         touched_at=0.0,
+        signing_secret_encrypted=agent.signing_secret_encrypted,
+        previous_signing_secret_encrypted=agent.previous_signing_secret_encrypted,
+        previous_signing_secret_expires_at=previous_expires.isoformat() if previous_expires else None,
+        rate_limit_agent_per_minute=organization.rate_limit_agent_per_minute,
+        rate_limit_org_per_minute=organization.rate_limit_org_per_minute,
     )
     identity = _touch(identity, now)
     timeout = _cache_timeout(key.expires_at, now)
@@ -160,3 +197,18 @@ def _touch(identity: KeyIdentity, now: datetime) -> KeyIdentity:
         if timeout:
             cache.set(_cache_key(identity.prefix), asdict(touched), timeout)
     return touched
+
+
+# Signal receivers (connected in agents.apps): any saved or deleted row an identity was built from.
+
+
+def on_api_key_changed(sender, instance, **kwargs):
+    invalidate(instance.prefix)
+
+
+def on_agent_saved(sender, instance, **kwargs):
+    invalidate_agent(instance)
+
+
+def on_organization_saved(sender, instance, **kwargs):
+    invalidate_organization(instance.pk)

@@ -110,7 +110,7 @@ def create_agent(
 
 
 def update_agent(agent: Agent, *, request=None, user=None, **changes) -> Agent:
-    """Change name, description, metadata or status; a status change invalidates cached keys."""
+    """Change name, description, metadata or status."""
     old_status = agent.status
     for field, value in changes.items():
         setattr(agent, field, value)
@@ -123,9 +123,7 @@ def update_agent(agent: Agent, *, request=None, user=None, **changes) -> Agent:
             user=user,
             details={"fields": sorted(changes), "status": agent.status, "previous_status": old_status},
         )
-    if agent.status != old_status:
-        keys.invalidate_agent(agent)
-    return agent
+    return agent  # saving the agent invalidated its cached keys (agents.apps), so a status change applies at once
 
 
 def soft_delete_agent(agent: Agent, *, request=None, user=None) -> Agent:

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_save
 
 
 class CoordinationConfig(AppConfig):
@@ -7,10 +6,4 @@ class CoordinationConfig(AppConfig):
     verbose_name = "Coordination"
 
     def ready(self):
-        from agents.models import Agent, Organization
-        from coordination import agent_context, openapi  # noqa: F401 - registers the schema extensions
-
-        post_save.connect(agent_context.on_agent_saved, sender=Agent, dispatch_uid="coord-agent-context-agent")
-        post_save.connect(
-            agent_context.on_organization_saved, sender=Organization, dispatch_uid="coord-agent-context-org"
-        )
+        from coordination import openapi  # noqa: F401 - registers the schema extensions

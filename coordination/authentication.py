@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication
 
 from agents.authentication import authenticate_key, presented_api_key
-from coordination import agent_context, signing
+from coordination import signing
 from coordination.exceptions import InvalidSignature, TimestampError
 from coordination.parsers import raw_body
 
@@ -41,7 +41,7 @@ class HMACSignatureAuthentication(authentication.BaseAuthentication):
         except ValueError as exc:
             raise InvalidSignature(f"{signing.SIGNATURE_HEADER} is malformed: {exc}.") from None
 
-        secrets = agent_context.load(identity.agent_id).signing_secrets()
+        secrets = identity.signing_secrets()  # from the same cache read as the key
         body = raw_body(request)
         if not any(
             signing.matches(secret, signatures, request.method, request.path, timestamp_value, body)

@@ -1,11 +1,13 @@
 """Layer 4, rate limits: a true sliding window per caller (agent key or user) and per organization.
 
-Both throttles use one Redis Lua script (a sorted set of request timestamps per window, trimmed,
-counted and appended atomically, with Redis' own clock), so concurrent requests can never
-overshoot. On embedded defaults (no Redis cache) an in-process window with the same semantics is
-used. Limits come from the organization's plan, else BRIKK_RATE_LIMIT_* settings; organization
-owners and admins are exempt. If Redis is unreachable the request is served unlimited
-(BRIKK_RATE_LIMIT_FAIL_OPEN, audited as rate_limit.degraded) or refused with 503.
+One throttle class checks both windows with one Redis Lua script (a sorted set of request
+timestamps per window, trimmed and counted with Redis' own clock): the request is admitted only if
+both windows have room, and then counts in both, atomically, so concurrent requests can never
+overshoot and a refusal spends neither window. On embedded defaults (no Redis cache) an in-process
+window with the same semantics is used. Limits come from the organization's plan (for an agent,
+from its cached key identity), else BRIKK_RATE_LIMIT_* settings; organization owners and admins
+are exempt. If Redis is unreachable the request is served unlimited (BRIKK_RATE_LIMIT_FAIL_OPEN,
+audited as rate_limit.degraded) or refused with 503.
 """
 
 import logging
@@ -22,34 +24,40 @@ from rest_framework.throttling import BaseThrottle
 
 from audit.services import record
 from brikk.errors import ServiceUnavailable
-from coordination import agent_context
 
 logger = logging.getLogger("brikk.ratelimit")
 
 WINDOW_SECONDS = 60
 KEY_PREFIX = "brikk:rl:v1:"
 DECISIONS_ATTRIBUTE = "brikk_rate_limits"
-DEGRADED_ATTRIBUTE = "brikk_rate_limit_degraded"
 
-# KEYS[1] = window; ARGV = window ms, limit, unique member. Returns {allowed, count, ms until a slot frees}.
-SLIDING_WINDOW_LUA = """
+# KEYS = one window per policy; ARGV = window ms, unique member, then the limit of each window.
+# Returns {admitted, count 1, ms until a slot frees 1, count 2, ...}.
+SLIDING_WINDOWS_LUA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  count = count + 1
-  allowed = 1
+local counts = {}
+local admitted = 1
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  counts[i] = redis.call('ZCARD', key)
+  if counts[i] >= tonumber(ARGV[i + 2]) then admitted = 0 end
 end
-local reset = window
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-redis.call('PEXPIRE', KEYS[1], window)
-return {allowed, count, reset}
+local result = {admitted}
+for i, key in ipairs(KEYS) do
+  if admitted == 1 then
+    redis.call('ZADD', key, now, ARGV[2])
+    counts[i] = counts[i] + 1
+  end
+  local reset = window
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+  redis.call('PEXPIRE', key, window)
+  table.insert(result, counts[i])
+  table.insert(result, reset)
+end
+return result
 """
 
 
@@ -60,8 +68,6 @@ class Decision:
     allowed: bool
     count: int
     reset_ms: int
-    key: str
-    member: str
 
     @property
     def remaining(self) -> int:
@@ -73,7 +79,7 @@ class Decision:
 
 
 class RedisWindow:
-    """The sliding window in Redis, through django-redis' connection (short socket timeouts)."""
+    """The sliding windows in Redis, through django-redis' connection (short socket timeouts)."""
 
     _scripts: dict[int, object] = {}
 
@@ -82,44 +88,37 @@ class RedisWindow:
 
         return get_redis_connection("default")
 
-    def hit(self, key: str, limit: int, window_ms: int, member: str) -> tuple[bool, int, int]:
+    def hit(self, windows: list[tuple[str, int]], window_ms: int, member: str) -> tuple[bool, list[tuple[int, int]]]:
+        """(admitted, [(count, ms until a slot frees) per window]) for windows of (key, limit)."""
         client = self._client()
         script = self._scripts.get(id(client))
         if script is None:
-            script = self._scripts[id(client)] = client.register_script(SLIDING_WINDOW_LUA)
-        allowed, count, reset = script(keys=[key], args=[window_ms, limit, member])
-        return bool(allowed), int(count), int(reset)
-
-    def release(self, key: str, member: str) -> None:
-        self._client().zrem(key, member)
+            script = self._scripts[id(client)] = client.register_script(SLIDING_WINDOWS_LUA)
+        admitted, *counted = script(
+            keys=[key for key, _ in windows], args=[window_ms, member, *(limit for _, limit in windows)]
+        )
+        return bool(admitted), [(int(counted[i]), int(counted[i + 1])) for i in range(0, len(counted), 2)]
 
 
 class LocalWindow:
-    """The same sliding window in process memory (embedded defaults: one process, no Redis)."""
+    """The same sliding windows in process memory (embedded defaults: one process, no Redis)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._windows: dict[str, deque] = {}
 
-    def hit(self, key: str, limit: int, window_ms: int, member: str) -> tuple[bool, int, int]:
+    def hit(self, windows: list[tuple[str, int]], window_ms: int, member: str) -> tuple[bool, list[tuple[int, int]]]:
         now = time.monotonic() * 1000
         with self._lock:
-            window = self._windows.setdefault(key, deque())
-            while window and window[0][0] <= now - window_ms:
-                window.popleft()
-            allowed = len(window) < limit
-            if allowed:
-                window.append((now, member))
-            reset = window[0][0] + window_ms - now if window else window_ms
-            return allowed, len(window), int(reset)
-
-    def release(self, key: str, member: str) -> None:
-        with self._lock:
-            window = self._windows.get(key)
-            if window is not None:
-                for entry in list(window):
-                    if entry[1] == member:
-                        window.remove(entry)
+            hits = [self._windows.setdefault(key, deque()) for key, _ in windows]
+            for hit in hits:
+                while hit and hit[0] <= now - window_ms:
+                    hit.popleft()
+            admitted = all(len(hit) < limit for hit, (_, limit) in zip(hits, windows, strict=True))
+            if admitted:
+                for hit in hits:
+                    hit.append(now)
+            return admitted, [(len(hit), int(hit[0] + window_ms - now if hit else window_ms)) for hit in hits]
 
     def clear(self) -> None:
         with self._lock:
@@ -140,57 +139,54 @@ def is_exempt(request) -> bool:
     return membership is not None and membership.can_write
 
 
-def organization_limits(request) -> tuple[int, int]:
-    """(per caller, per organization) requests per minute: the plan's, else the settings' defaults."""
+def policies(request) -> list[tuple[str, str, int]]:
+    """(policy, window key, requests per minute) for the caller and the organization. The limits are
+    the plan's, else the settings' defaults; an agent's come with its key identity (no extra read)."""
     user = request.user
     if getattr(user, "kind", None) == "agent":
-        context = agent_context.load(user.agent_id)
-        caller, organization = context.rate_limit_agent_per_minute, context.rate_limit_org_per_minute
+        plan, caller = user.identity, f"agent:{user.agent_id}"
     else:
-        plan = request.membership.organization
-        caller, organization = plan.rate_limit_agent_per_minute, plan.rate_limit_org_per_minute
-    return (
-        caller or settings.BRIKK_RATE_LIMIT_AGENT_PER_MINUTE,
-        organization or settings.BRIKK_RATE_LIMIT_ORG_PER_MINUTE,
-    )
+        plan, caller = request.membership.organization, f"user:{user.pk}"
+    return [
+        ("caller", KEY_PREFIX + caller, plan.rate_limit_agent_per_minute or settings.BRIKK_RATE_LIMIT_AGENT_PER_MINUTE),
+        (
+            "organization",
+            f"{KEY_PREFIX}org:{request.organization_id}",
+            plan.rate_limit_org_per_minute or settings.BRIKK_RATE_LIMIT_ORG_PER_MINUTE,
+        ),
+    ]
 
 
 def decisions(request) -> list[Decision]:
     return getattr(request, DECISIONS_ATTRIBUTE, [])
 
 
-class SlidingWindowThrottle(BaseThrottle):
-    policy = ""
-
-    def subject(self, request, limits: tuple[int, int]) -> tuple[str, int]:
-        raise NotImplementedError
+class RateLimitThrottle(BaseThrottle):
+    """Both policies, caller and organization, in one atomic check (one Redis round trip)."""
 
     def allow_request(self, request, view):
-        self.decision = None
-        if not settings.BRIKK_RATE_LIMIT_ENABLED or is_exempt(request) or getattr(request, DEGRADED_ATTRIBUTE, False):
+        self.refused = []
+        if not settings.BRIKK_RATE_LIMIT_ENABLED or is_exempt(request):
             return True
-        previous = decisions(request)
-        if any(not d.allowed for d in previous):
-            return True  # already refused by an earlier throttle: do not spend this window too
-        key, limit = self.subject(request, organization_limits(request))
-        member = uuid.uuid4().hex
-        window = backend()
+        checked = policies(request)
         try:
-            allowed, count, reset_ms = window.hit(key, limit, WINDOW_SECONDS * 1000, member)
-            if not allowed:
-                for earlier in previous:  # refused: give back what the earlier throttles counted
-                    window.release(earlier.key, earlier.member)
+            admitted, counted = backend().hit(
+                [(key, limit) for _, key, limit in checked], WINDOW_SECONDS * 1000, uuid.uuid4().hex
+            )
         except RedisError as exc:
             return self.redis_unavailable(request, exc)
-        self.decision = Decision(self.policy, limit, allowed, count, reset_ms, key, member)
-        setattr(request, DECISIONS_ATTRIBUTE, [*previous, self.decision])
-        return allowed
+        made = [
+            Decision(policy, limit, admitted or count < limit, count, reset_ms)
+            for (policy, _, limit), (count, reset_ms) in zip(checked, counted, strict=True)
+        ]
+        setattr(request, DECISIONS_ATTRIBUTE, made)
+        self.refused = [decision for decision in made if not decision.allowed]
+        return admitted
 
     def redis_unavailable(self, request, exc) -> bool:
         logger.warning("rate limiting degraded: Redis unavailable (%s)", exc.__class__.__name__)
         if not settings.BRIKK_RATE_LIMIT_FAIL_OPEN:
             raise ServiceUnavailable("Rate limiting is unavailable; retry later.", details={"reason": "redis"})
-        setattr(request, DEGRADED_ATTRIBUTE, True)
         record(
             "rate_limit.degraded",
             outcome="error",
@@ -201,26 +197,7 @@ class SlidingWindowThrottle(BaseThrottle):
         return True
 
     def wait(self):
-        return self.decision.reset_seconds if self.decision else None
-
-
-class CallerRateThrottle(SlidingWindowThrottle):
-    """Per agent (whatever key it uses) or, for a user caller, per user."""
-
-    policy = "caller"
-
-    def subject(self, request, limits):
-        user = request.user
-        if getattr(user, "kind", None) == "agent":
-            return f"{KEY_PREFIX}agent:{user.agent_id}", limits[0]
-        return f"{KEY_PREFIX}user:{user.pk}", limits[0]
-
-
-class OrganizationRateThrottle(SlidingWindowThrottle):
-    policy = "organization"
-
-    def subject(self, request, limits):
-        return f"{KEY_PREFIX}org:{request.organization_id}", limits[1]
+        return max((decision.reset_seconds for decision in self.refused), default=None)
 
 
 def response_headers(request) -> dict[str, str]:

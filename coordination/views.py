@@ -63,7 +63,7 @@ class EchoView(APIView):
         SessionAuthentication,
     ]
     permission_classes = [InOrganization]
-    throttle_classes = [throttling.CallerRateThrottle, throttling.OrganizationRateThrottle]
+    throttle_classes = [throttling.RateLimitThrottle]
     parser_classes = [parsers.GuardedJSONParser]
 
     def initial(self, request, *args, **kwargs):
