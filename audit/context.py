@@ -18,6 +18,9 @@ class RequestContext:
     organization_id: str | None = None
     actor_kind: str | None = None
     actor_id: str | None = None
+    # Where the request came from, so audit rows written deep in a service still carry it.
+    client_ip: str | None = None
+    user_agent: str = ""
 
 
 # RequestContext is frozen, so one shared default instance is safe.

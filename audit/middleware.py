@@ -1,4 +1,5 @@
 from audit.context import RequestContext, accept_request_id, reset_context, set_context
+from audit.services import client_ip, user_agent_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -15,7 +16,13 @@ class CorrelationIdMiddleware:
     def __call__(self, request):
         request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id
-        token = set_context(RequestContext(request_id=request_id))
+        token = set_context(
+            RequestContext(
+                request_id=request_id,
+                client_ip=client_ip(request),
+                user_agent=user_agent_of(request),
+            )
+        )
         try:
             response = self.get_response(request)
         finally:

@@ -34,6 +34,10 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def user_agent_of(request) -> str:
+    return request.META.get("HTTP_USER_AGENT", "")[:512]
+
+
 def _actor_of(request) -> tuple[str | None, str | None]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
@@ -64,7 +68,7 @@ def record(
     actor_kind = actor_kind or context.actor_kind or AuditLog.ActorKind.ANONYMOUS
     actor_id = actor_id if actor_id is not None else (context.actor_id or "")
     organization_id = organization_id if organization_id is not None else context.organization_id
-    user_agent = request.META.get("HTTP_USER_AGENT", "")[:512] if request is not None else ""
+    user_agent = user_agent_of(request) if request is not None else context.user_agent
     entry = AuditLog.objects.create(
         created_at=timezone.now(),
         correlation_id=context.request_id if context.request_id != "-" else "",
@@ -75,7 +79,7 @@ def record(
         resource_kind=resource_kind,
         resource_id=str(resource_id or ""),
         outcome=outcome,
-        client_ip=client_ip(request),
+        client_ip=client_ip(request) if request is not None else context.client_ip,
         user_agent=user_agent,
         details=scrub(details),
     )

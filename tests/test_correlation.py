@@ -48,3 +48,25 @@ def test_every_log_line_of_a_request_carries_its_id(api_client, new_agent, caplo
         assert line["request_id"] == "trace-log-0001"
         assert line["action"] == "auth.failed"
     assert response.status_code == 401
+
+
+def test_audit_rows_written_inside_services_carry_the_client_address(api_client, owner):
+    """Service functions audit without a request object; the address comes from the request context."""
+    from agents import services
+    from audit.context import RequestContext, reset_context, set_context
+
+    token = set_context(RequestContext(request_id="ctx-ip-000001", client_ip="203.0.113.7", user_agent="bot/1.0"))
+    try:
+        agent = services.create_agent(owner.memberships.get().organization, name="ctx").agent
+    finally:
+        reset_context(token)
+    row = AuditLog.objects.get(action="agent.created", resource_id=str(agent.pk))
+    assert (row.client_ip, row.user_agent, row.correlation_id) == ("203.0.113.7", "bot/1.0", "ctx-ip-000001")
+
+
+def test_echo_style_audit_through_http_has_the_client_address(api_client, new_agent):
+    response = api_client.get(
+        "/api/v1/agents/", HTTP_X_API_KEY="brk_badbadbadbad." + "x" * 43, REMOTE_ADDR="198.51.100.9"
+    )
+    assert response.status_code == 401
+    assert AuditLog.objects.get(action="auth.failed").client_ip == "198.51.100.9"
