@@ -307,6 +307,20 @@ class BrikkClient:
             headers[signing.SIGNATURE_HEADER] = signing.signature_header(signature)
         return headers
 
+    def request_headers(
+        self, method: str, path: str, body: bytes, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Every header of one attempt: ``extra`` (e.g. Idempotency-Key), content type, auth and a fresh signature.
+
+        ``path`` is the full URL path the server sees. The benchmark sends these through its own connections.
+        """
+        headers = {"Accept": "application/json"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
+        headers.update(self.signed_headers(method, path, body))
+        return headers
+
     def request(
         self,
         method: str,
@@ -324,16 +338,13 @@ class BrikkClient:
         path = self._base_path + path
         body = body if body is not None else b""
         url = httpx.URL(self.base_url).copy_with(raw_path=path.encode())
-        extra = dict(headers or {})
-        if body:
-            extra.setdefault("Content-Type", "application/json")
-        extra.setdefault("Accept", "application/json")
         attempt = 0
         while True:
             attempt += 1
-            all_headers = {**extra, **self.signed_headers(method, path, body)}
             try:
-                response = self._http.request(method, url, content=body, headers=all_headers)
+                response = self._http.request(
+                    method, url, content=body, headers=self.request_headers(method, path, body, headers)
+                )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_attempts:
                     raise BrikkConnectionError(
@@ -386,10 +397,12 @@ class BrikkClient:
         respond_async: bool = False,
     ) -> BrikkResponse:
         """POST an envelope. The Idempotency-Key defaults to the envelope's message_id."""
-        headers = {"Idempotency-Key": idempotency_key or str(envelope["message_id"])}
-        if respond_async:
-            headers["Prefer"] = "respond-async"
-        return self.request("POST", COORDINATION_PATH, body=encode_body(envelope), headers=headers)
+        return self.request(
+            "POST",
+            COORDINATION_PATH,
+            body=encode_body(envelope),
+            headers=send_headers(envelope, idempotency_key=idempotency_key, respond_async=respond_async),
+        )
 
     def echo(
         self,
@@ -428,6 +441,16 @@ class BrikkClient:
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", HEALTH_PATH).body
+
+
+def send_headers(
+    envelope: Mapping[str, Any], *, idempotency_key: str | None = None, respond_async: bool = False
+) -> dict[str, str]:
+    """The protocol headers of a POSTed envelope (before auth and signature)."""
+    headers = {"Idempotency-Key": idempotency_key or str(envelope["message_id"])}
+    if respond_async:
+        headers["Prefer"] = "respond-async"
+    return headers
 
 
 def message_id_of(response: BrikkResponse) -> str:
