@@ -456,10 +456,9 @@ def send_headers(
 def message_id_of(response: BrikkResponse) -> str:
     """The server's id of an accepted message: what ``get_message`` and ``wait_for_message`` take."""
     body = response.body if isinstance(response.body, dict) else {}
-    for key in ("id", "server_message_id", "message_log_id"):
-        if body.get(key):
-            return str(body[key])
-    location = response.headers.get("Location") or ((body.get("links") or {}).get("status") or "")
+    if body.get("id"):
+        return str(body["id"])
+    location = response.headers.get("Location") or (body.get("links") or {}).get("self") or ""
     if location:
         return location.rstrip("/").rsplit("/", 1)[-1]
     raise BrikkError("the response names no message id")

@@ -369,6 +369,21 @@ def test_cli_echo_reads_secrets_from_env_and_prints_the_response(monkeypatch, ca
     assert signature_is_valid(request)
 
 
+def test_cli_async_wait_follows_the_location_until_delivered(capsys):
+    location = "/api/v1/coordination/messages/0199b0a4-0000-7000-8000-00000000abcd"
+    accepted = Answer(202, {"status": "accepted"}, {"Location": location})
+    script = [accepted, Answer(200, {"status": "processing"})]
+    with ScriptedServer(script, Answer(200, {"status": "delivered", "attempts": 1})) as server:
+        code = main(
+            ["--url", server.url, "--key", API_KEY, "--signing-secret", SECRET, "echo", "--async", "--wait"]
+            + ["--sender", SENDER, "--recipient", RECIPIENT]
+        )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "delivered", "attempts": 1}
+    assert [(r.method, r.path) for r in server.received] == [("POST", COORDINATION_PATH)] + [("GET", location)] * 2
+    assert all(signature_is_valid(r) for r in server.received)
+
+
 def test_cli_error_exits_non_zero_with_the_error_body(capsys):
     body = {"code": "unauthorized", "message": "Invalid API key.", "request_id": "r-1", "details": None}
     with ScriptedServer(default=Answer(401, body)) as server:
