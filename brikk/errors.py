@@ -132,7 +132,8 @@ def exception_handler(exc, context):
         response["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait))
-    if request is not None and code in ("unauthorized", "forbidden"):
+    audited = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)
+    if request is not None and isinstance(exc, audited):
         try:
             _audit(exc, code, request)
         except DatabaseError:

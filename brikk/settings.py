@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "drf_spectacular",
     "django_htmx",
+    "django_filters",
     "audit",
     "agents",
     "coordination",
@@ -177,8 +178,8 @@ LOGOUT_REDIRECT_URL = "login"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "agents.authentication.APIKeyAuthentication",
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "agents.authentication.JWTAuthentication",
+        "agents.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -202,6 +203,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": BRIKK_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AgentStatusEnum": "agents.models.Agent.Status",
+        "MessageStatusEnum": "coordination.models.MessageLog.Status",
+        "MessageTypeEnum": "coordination.models.MessageLog.Type",
+        "EchoStatusEnum": ["delivered", "accepted"],
+    },
 }
 
 # --- Brikk product settings -----------------------------------------------------------------
@@ -216,6 +223,12 @@ BRIKK_IDEMPOTENCY_ENABLED = env_bool("BRIKK_IDEMPOTENCY_ENABLED", True)
 BRIKK_IDEMPOTENCY_TTL_SECONDS = env_int("BRIKK_IDEMPOTENCY_TTL_SECONDS", 86400, minimum=60)
 BRIKK_MAX_BODY_BYTES = env_int("BRIKK_MAX_BODY_BYTES", 262144, minimum=1024)
 BRIKK_ASYNC_DEFAULT = env_bool("BRIKK_ASYNC_DEFAULT", False)
+# Async echo processing: Celery queue, retries with exponential backoff (base * 2**n seconds).
+BRIKK_ASYNC_QUEUE = env_str("BRIKK_ASYNC_QUEUE", "celery")
+BRIKK_ASYNC_MAX_RETRIES = env_int("BRIKK_ASYNC_MAX_RETRIES", 5, minimum=0, maximum=20)
+BRIKK_ASYNC_RETRY_BASE_SECONDS = env_int("BRIKK_ASYNC_RETRY_BASE_SECONDS", 1, minimum=1, maximum=600)
+# Test-only fault injection: a payload "_brikk_fault" directive makes processing fail; never enable in production.
+BRIKK_ECHO_FAULT_INJECTION = env_bool("BRIKK_ECHO_FAULT_INJECTION", False)
 
 # API keys: PBKDF2 work factor, verification cache, rotation grace, default lifetime.
 BRIKK_API_KEY_PBKDF2_ITERATIONS = env_int("BRIKK_API_KEY_PBKDF2_ITERATIONS", 1_000_000, minimum=1000)

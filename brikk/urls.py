@@ -9,6 +9,7 @@ api_v1 = [
     path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("", include("agents.urls")),
+    path("", include("coordination.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,95 @@
+"""OpenAPI documentation of the coordination endpoints: headers, bodies and every error status."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from coordination.serializers import (
+    EchoResponseSerializer,
+    EnvelopeSerializer,
+    ErrorSerializer,
+    HealthSerializer,
+    MessageDetailSerializer,
+    MessageSerializer,
+)
+
+
+def _header(name, description, *, response=False, type_=OpenApiTypes.STR):
+    return OpenApiParameter(
+        name, type_, location=OpenApiParameter.HEADER, description=description, required=False, response=response
+    )
+
+
+def _error(description):
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+RATE_LIMIT_HEADERS = [
+    _header("X-RateLimit-Limit", "Requests allowed per window by the binding policy.", response=True),
+    _header("X-RateLimit-Remaining", "Requests left in the current window.", response=True),
+    _header("X-RateLimit-Reset", "Seconds until a slot frees in the window.", response=True),
+    _header("RateLimit-Policy", 'IETF policies, e.g. "caller";q=600;w=60, "organization";q=6000;w=60.', response=True),
+    _header("RateLimit", 'IETF current limit, e.g. "caller";r=599;t=60.', response=True),
+]
+
+COMMON_ERRORS = {
+    401: _error("unauthorized (unknown, expired, revoked or disabled key), invalid_signature or timestamp_error."),
+    403: _error("forbidden: the sender is not the caller, or the organization is not yours."),
+}
+
+ECHO = {
+    "summary": "Send an echo (Brikk envelope v1.0)",
+    "request": EnvelopeSerializer,
+    "parameters": [
+        _header("X-Brikk-Key", "The agent's API key (or Authorization: Bearer brk_..., or X-API-Key)."),
+        _header("X-Brikk-Timestamp", "RFC 3339 UTC with Z, or Unix seconds; within ±BRIKK_HMAC_WINDOW_SECONDS."),
+        _header(
+            "X-Brikk-Signature",
+            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>; several values allowed.",
+        ),
+        _header("Idempotency-Key", "One operation per sender for 24 h; defaults to the envelope's message_id."),
+        _header("Prefer", "respond-async: answer 202 at once and process in the background."),
+        _header("X-Request-ID", "Correlation id; echoed back and in every error's request_id."),
+        *RATE_LIMIT_HEADERS,
+        _header(
+            "Idempotent-Replayed", "true when the answer is the stored answer of an earlier request.", response=True
+        ),
+        _header("Retry-After", "Seconds to wait (429).", response=[429]),
+        _header("Location", "The message's status URL (202).", response=[202]),
+    ],
+    "responses": {
+        200: OpenApiResponse(EchoResponseSerializer, description="Delivered (status: delivered)."),
+        202: OpenApiResponse(EchoResponseSerializer, description="Accepted for async processing (status: accepted)."),
+        400: _error("protocol_error: the body is not valid JSON (or empty)."),
+        **COMMON_ERRORS,
+        409: _error("idempotency_in_progress: the first request with this key is still in flight."),
+        413: _error("payload_too_large: the body exceeds BRIKK_MAX_BODY_BYTES."),
+        415: _error("unsupported_media_type: only application/json."),
+        422: _error("validation_error (details name every bad field) or idempotency_key_reused."),
+        429: _error("rate_limited: see Retry-After."),
+        503: _error("service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false."),
+    },
+    "tags": ["coordination"],
+}
+
+MESSAGE_LIST = {
+    "summary": "List the organization's messages",
+    "responses": {200: MessageSerializer(many=True), **COMMON_ERRORS, 422: _error("validation_error: a bad filter.")},
+    "tags": ["coordination"],
+}
+
+MESSAGE_DETAIL = {
+    "summary": "A message's status, attempts, error, request and response",
+    "responses": {
+        200: MessageDetailSerializer,
+        **COMMON_ERRORS,
+        404: _error("not_found (also for other organizations)."),
+    },
+    "tags": ["coordination"],
+}
+
+HEALTH = {
+    "summary": "Service version and which security flags are on",
+    "responses": {200: HealthSerializer},
+    "tags": ["coordination"],
+    "auth": [],
+}
