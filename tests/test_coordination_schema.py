@@ -1,0 +1,58 @@
+"""The OpenAPI schema generates cleanly and documents the coordination endpoints, errors and headers."""
+
+import pytest
+import yaml
+from django.core.management import call_command
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory, django_db_blocker):
+    path = tmp_path_factory.mktemp("schema") / "schema.yaml"
+    with django_db_blocker.unblock():
+        # --fail-on-warn turns any warning (unresolvable type, name collision...) into an error.
+        call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(path))
+    return yaml.safe_load(path.read_text())
+
+
+def test_echo_operation_documents_every_status_and_header(schema):
+    echo = schema["paths"]["/api/v1/coordination"]["post"]
+    assert set(echo["responses"]) == {"200", "202", "400", "401", "403", "409", "413", "415", "422", "429", "503"}
+    for status in ("400", "401", "403", "409", "413", "415", "422", "429", "503"):
+        assert echo["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+    request_headers = {p["name"] for p in echo["parameters"] if p["in"] == "header"}
+    assert {"Idempotency-Key", "Prefer", "X-Brikk-Timestamp", "X-Brikk-Signature", "X-Brikk-Key"} <= request_headers
+    ok_headers = set(echo["responses"]["200"]["headers"])
+    assert {
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "RateLimit-Policy",
+        "RateLimit",
+    } <= ok_headers
+    assert "Idempotent-Replayed" in ok_headers
+    assert "Retry-After" in echo["responses"]["429"]["headers"]
+    assert "Location" in echo["responses"]["202"]["headers"]
+    envelope = schema["components"]["schemas"]["EnvelopeRequest"]
+    assert set(envelope["required"]) == {"message_id", "ts", "sender", "recipient", "payload"}
+    assert set(schema["components"]["schemas"]["Error"]["properties"]) == {"code", "message", "request_id", "details"}
+    assert {"agentKey", "agentKeyWithSignature", "jwtAuth", "cookieAuth"} <= set(
+        schema["components"]["securitySchemes"]
+    )
+
+
+def test_messages_and_health_are_documented(schema):
+    paths = schema["paths"]
+    assert "/api/v1/coordination/" not in paths  # the trailing-slash alias is documented once
+    listed = paths["/api/v1/coordination/messages"]["get"]
+    assert {"agent", "status", "type", "since", "until", "cursor"} <= {p["name"] for p in listed["parameters"]}
+    assert "404" in paths["/api/v1/coordination/messages/{id}"]["get"]["responses"]
+    health = paths["/api/v1/coordination/health"]["get"]
+    assert health.get("security") in (None, [], [{}])  # no authentication needed
+    assert "/Health" in str(health["responses"]["200"])
+
+
+def test_schema_and_docs_are_served(client):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
