@@ -205,7 +205,7 @@ class RequestFailed(Exception):
     pass
 
 
-def run_scenario(name: str, send, args, master_pid: int) -> Scenario:
+def run_scenario(name: str, send, args, master_pid: int, profile_dir: Path | None = None) -> Scenario:
     """``args.concurrency`` threads call ``send(connection)`` until ``args.requests`` are done or time runs out."""
     scenario = Scenario(name)
     lock = threading.Lock()
@@ -239,6 +239,7 @@ def run_scenario(name: str, send, args, master_pid: int) -> Scenario:
             scenario.error_samples.extend(errors[:2])
 
     threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+    profilers = start_profilers(master_pid, profile_dir, name, args.duration) if profile_dir else []
     cpu_before, server_before = time.process_time(), server_cpu_seconds(master_pid)
     started = time.perf_counter()
     for thread in threads:
@@ -248,6 +249,7 @@ def run_scenario(name: str, send, args, master_pid: int) -> Scenario:
     scenario.seconds = time.perf_counter() - started
     scenario.client_cpu_seconds = time.process_time() - cpu_before
     server_after = server_cpu_seconds(master_pid)
+    stop_profilers(profilers)
     if server_before is not None and server_after is not None:
         scenario.server_cpu_seconds = server_after - server_before
     scenario.requests = len(scenario.latencies_ms)
@@ -298,6 +300,57 @@ def time_signing(echo: EchoSender, count: int) -> float:
     return 1e6 * (time.perf_counter() - started) / count
 
 
+# --- profiling (optional: --profile, needs py-spy from requirements-dev.txt) --------------------
+
+PROJECT_CODE = ("coordination/", "agents/", "audit/", "brikk/")
+
+
+def start_profilers(master_pid: int, directory: Path, name: str, seconds: float) -> list[subprocess.Popen]:
+    """py-spy on every gunicorn worker, sampling only threads that hold the GIL (CPU, not waiting)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise SystemExit("--profile needs py-spy: pip install -r requirements-dev.txt")
+    directory.mkdir(parents=True, exist_ok=True)
+    workers = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [
+        subprocess.Popen(  # noqa: S603 - our own py-spy on our own workers
+            [str(py_spy), "record", "--gil", "--nonblocking", "-r", "250", "-f", "raw", "-p", pid]
+            + ["-d", str(int(seconds) + 1), "-o", str(directory / f"{name}-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in workers
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for profiler in profilers:
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+
+
+def summarize_profile(directory: Path, name: str, top: int = 25) -> list[tuple[float, str]]:
+    """Share of request CPU samples spent in (inclusive) each frame of the project's own code."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for path in directory.glob(f"{name}-*.txt"):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            if not any("django/core/handlers/wsgi.py" in frame for frame in frames):
+                continue  # gunicorn's own loop, not a request
+            total += int(count)
+            for frame in set(frames):
+                if any(part in frame for part in PROJECT_CODE):
+                    inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
+    return [(round(100 * count / total, 1), frame) for frame, count in ranked] if total else []
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -342,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the workers with py-spy during each measured scenario; raw stacks and a summary go to DIR "
+        "(profiling slows the server: the figures of such a run are not comparable)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="measure the bare view and client-side signing only; send no echo"
     )
     args = parser.parse_args(argv)
@@ -350,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests, --concurrency and --duration must be positive")
 
     env = server_environment(args)
+    load_before = os.getloadavg()
     print(f"database: {args.database_url}   redis: {args.redis_url}")
     print(
         f"rate limits raised for this run: BRIKK_RATE_LIMIT_AGENT_PER_MINUTE={RAISED_RATE_LIMIT} "
@@ -375,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                     hint = " (the coordination endpoint is not on this branch: use --dry-run)"
                 raise SystemExit(f"{name} warm-up failed{hint}: {warm.error_samples[:2]}")
             print(f"measuring {name} ...", flush=True)
-            results[name] = run_scenario(name, send, args, server.pid).summary()
+            results[name] = run_scenario(name, send, args, server.pid, args.profile).summary()
     finally:
         stop_server(server)
 
@@ -383,14 +444,27 @@ def main(argv: list[str] | None = None) -> int:
     if "echo" in results and results["bare"]["throughput_rps"]:
         ratio = round(results["echo"]["throughput_rps"] / results["bare"]["throughput_rps"], 3)
     print_table(results, ratio, args)
+    print(f"1-minute load average before the run: {load_before[0]:.2f} (other work on the machine skews the figures)")
     if args.dry_run:
         print(f"dry run: building and signing one echo request costs {time_signing(echo, 2000):.1f} µs on the client")
+
+    if args.profile:
+        for name in results:
+            print(f"\nprofile of {name}: share of request CPU samples in project code (inclusive), {args.profile}")
+            for share, frame in summarize_profile(args.profile, name):
+                print(f"  {share:5.1f}%  {frame}")
 
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "git_commit": _git_commit(),
         "dry_run": args.dry_run,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            # The machine is shared: a high load average before the run means noisy figures.
+            "load_average_1m_before": round(load_before[0], 2),
+            "load_average_1m_after": round(os.getloadavg()[0], 2),
+        },
         "server": {
             "gunicorn_worker_class": args.worker_class,
             "workers": args.workers,
