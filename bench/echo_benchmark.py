@@ -49,6 +49,7 @@ TARGET_RATIO = 1 / 3
 # High enough that no request of a bounded run can be limited; the layer itself stays on.
 RAISED_RATE_LIMIT = 100_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_LOG = REPO / ".bench" / "server.log"
 
 
 @dataclass
@@ -106,7 +107,6 @@ def server_environment(args) -> dict[str, str]:
         BRIKK_HMAC_REQUIRED="true",
         BRIKK_RATE_LIMIT_AGENT_PER_MINUTE=str(RAISED_RATE_LIMIT),
         BRIKK_RATE_LIMIT_ORG_PER_MINUTE=str(RAISED_RATE_LIMIT),
-        BRIKK_LOG_LEVEL="WARNING",
     )
     env.pop("BRIKK_API_KEY_PBKDF2_ITERATIONS", None)  # production strength
     return env
@@ -114,9 +114,16 @@ def server_environment(args) -> dict[str, str]:
 
 def migrate_and_seed(env: dict[str, str]) -> dict:
     """Migrate, then create an organization and two agents through agents.services; return their credentials."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=REPO, env=env, check=True, timeout=300
+    migrated = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    if migrated.returncode:
+        raise SystemExit(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
     seeder = (
         "import json, time, django; django.setup()\n"
         "from agents import services\n"
@@ -153,7 +160,11 @@ def start_server(args, env: dict[str, str]) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)  # noqa: S603
+    SERVER_LOG.parent.mkdir(exist_ok=True)
+    with SERVER_LOG.open("w") as log:  # production logging (JSON, INFO) stays on, into a file
+        server = subprocess.Popen(  # noqa: S603 - our own gunicorn
+            command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -444,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     if "echo" in results and results["bare"]["throughput_rps"]:
         ratio = round(results["echo"]["throughput_rps"] / results["bare"]["throughput_rps"], 3)
     print_table(results, ratio, args)
+    print(
+        f"server log (production JSON logging at {env.get('BRIKK_LOG_LEVEL', 'INFO')}): {SERVER_LOG.relative_to(REPO)}"
+    )
     print(f"1-minute load average before the run: {load_before[0]:.2f} (other work on the machine skews the figures)")
     if args.dry_run:
         print(f"dry run: building and signing one echo request costs {time_signing(echo, 2000):.1f} µs on the client")
