@@ -47,6 +47,9 @@ __all__ = [
     "build_envelope",
     "encode_body",
     "main",
+    "message_id_of",
+    "parse_retry_after",
+    "send_headers",
 ]
 
 logger = logging.getLogger("brikk.client")
