@@ -62,3 +62,8 @@ format: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
+
+## bench: gunicorn on PostgreSQL + Redis; throughput and p50/p99 of /healthz vs the full signed echo
+## (BENCH_ARGS="--dry-run" skips the echo; --help lists the knobs). Writes bench/results/latest.json.
+bench: $(VENV)/.installed
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/echo_benchmark.py $(BENCH_ARGS)

@@ -1,0 +1,535 @@
+"""Echo benchmark: the production server (gunicorn) on PostgreSQL and Redis, driven from this machine.
+
+Measures throughput and p50/p99 latency for (a) the bare Django JSON view ``GET /healthz`` and (b) the
+full signed echo ``POST /api/v1/coordination`` (every security layer on, a unique message id per request),
+prints a table and the echo/bare throughput ratio (target: at least 1/3), and writes the figures to
+bench/results/latest.json.
+
+    make bench                                   # DATABASE_URL / REDIS_URL from TEST_DATABASE_URL / TEST_REDIS_URL
+    .venv/bin/python bench/echo_benchmark.py --help
+
+The load is bounded (``--requests`` per scenario and ``--duration`` seconds, whichever ends first) and goes
+only to 127.0.0.1. Rate limits are raised for the run through the environment (printed), so they do not
+interfere; API keys are hashed at production PBKDF2 strength (only the first request of the run pays it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from coordination.client import (  # noqa: E402 - needs the repository on sys.path first
+    COORDINATION_PATH,
+    BrikkClient,
+    build_envelope,
+    encode_body,
+    send_headers,
+)
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+TARGET_RATIO = 1 / 3
+# High enough that no request of a bounded run can be limited; the layer itself stays on.
+RAISED_RATE_LIMIT = 100_000_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_LOG = REPO / ".bench" / "server.log"
+
+
+@dataclass
+class Scenario:
+    name: str
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    error_samples: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float | None = None
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies_ms)
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "throughput_rps": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": round(percentile(ordered, 50), 2),
+            "p99_ms": round(percentile(ordered, 99), 2),
+            "max_ms": round(ordered[-1], 2) if ordered else 0.0,
+            "client_cpu_us_per_request": round(1e6 * self.client_cpu_seconds / self.requests, 1)
+            if self.requests
+            else None,
+            "server_cpu_us_per_request": round(1e6 * self.server_cpu_seconds / self.requests, 1)
+            if self.requests and self.server_cpu_seconds is not None
+            else None,
+            "error_samples": self.error_samples[:5],
+        }
+
+
+def percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return 0.0
+    rank = max(1, -(-len(ordered) * pct // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def server_environment(args) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="brikk.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_HTTPS="false",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        BRIKK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        BRIKK_HMAC_REQUIRED="true",
+        BRIKK_RATE_LIMIT_AGENT_PER_MINUTE=str(RAISED_RATE_LIMIT),
+        BRIKK_RATE_LIMIT_ORG_PER_MINUTE=str(RAISED_RATE_LIMIT),
+    )
+    env.pop("BRIKK_API_KEY_PBKDF2_ITERATIONS", None)  # production strength
+    return env
+
+
+def migrate_and_seed(env: dict[str, str]) -> dict:
+    """Migrate, then create an organization and two agents through agents.services; return their credentials."""
+    migrated = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if migrated.returncode:
+        raise SystemExit(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
+    seeder = (
+        "import json, time, django; django.setup()\n"
+        "from agents import services\n"
+        "from audit.context import update_context\n"
+        "update_context(actor_kind='system', actor_id='bench')\n"
+        "stamp = time.strftime('%Y%m%d-%H%M%S')\n"
+        "org = services.create_organization(f'Bench {stamp}', slug=f'bench-{stamp}-{time.time_ns() % 10**6}')\n"
+        "sender = services.create_agent(org, name='bench-sender')\n"
+        "recipient = services.create_agent(org, name='bench-recipient')\n"
+        "print(json.dumps({'org_id': str(org.pk), 'sender_id': str(sender.agent.pk),\n"
+        "    'recipient_id': str(recipient.agent.pk), 'api_key': sender.key.plaintext,\n"
+        "    'signing_secret': sender.signing_secret}))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", seeder], cwd=REPO, env=env, check=True, timeout=120, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_server(args, env: dict[str, str]) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "brikk.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    SERVER_LOG.parent.mkdir(exist_ok=True)
+    with SERVER_LOG.open("w") as log:  # production logging (JSON, INFO) stays on, into a file
+        server = subprocess.Popen(  # noqa: S603 - our own gunicorn
+            command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with status {server.returncode} before it answered")
+        try:
+            if httpx.get(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise SystemExit("gunicorn did not answer /healthz within 30 s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def server_cpu_seconds(master_pid: int) -> float | None:
+    """User+system CPU of the gunicorn master and its workers so far, from /proc (Linux)."""
+    try:
+        pids = [master_pid]
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+        pids += [int(pid) for pid in children]
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --- the load --------------------------------------------------------------------------------
+#
+# Envelopes are built and signed by coordination.client (the same headers BrikkClient.send sends), but the
+# bytes go out through the standard library's http.client on one keep-alive connection per thread:
+# httpx costs about 1.1 ms of client CPU per request on this 2-core box against about 0.2 ms for
+# http.client, and a load generator that eats a core would measure itself, not the server.
+
+
+class RequestFailed(Exception):
+    pass
+
+
+def run_scenario(name: str, send, args, master_pid: int, profile_dir: Path | None = None) -> Scenario:
+    """``args.concurrency`` threads call ``send(connection)`` until ``args.requests`` are done or time runs out."""
+    scenario = Scenario(name)
+    lock = threading.Lock()
+    issued = 0
+    deadline = time.monotonic() + args.duration
+
+    def worker():
+        nonlocal issued
+        latencies = []
+        errors = []
+        connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
+        try:
+            while True:
+                with lock:
+                    if issued >= args.requests or time.monotonic() >= deadline:
+                        break
+                    issued += 1
+                started = time.perf_counter()
+                try:
+                    send(connection)
+                except (RequestFailed, OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{exc.__class__.__name__}: {str(exc)[:300]}")
+                    connection.close()  # reconnects on the next request
+                    continue
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            connection.close()
+        with lock:
+            scenario.latencies_ms.extend(latencies)
+            scenario.errors += len(errors)
+            scenario.error_samples.extend(errors[:2])
+
+    threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+    profilers = start_profilers(master_pid, profile_dir, name, args.duration) if profile_dir else []
+    cpu_before, server_before = time.process_time(), server_cpu_seconds(master_pid)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scenario.seconds = time.perf_counter() - started
+    scenario.client_cpu_seconds = time.process_time() - cpu_before
+    server_after = server_cpu_seconds(master_pid)
+    stop_profilers(profilers)
+    if server_before is not None and server_after is not None:
+        scenario.server_cpu_seconds = server_after - server_before
+    scenario.requests = len(scenario.latencies_ms)
+    return scenario
+
+
+def _exchange(connection, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def send_bare(connection) -> None:
+    status, body = _exchange(connection, "GET", "/healthz", None, {"Accept": "application/json"})
+    if status != 200 or json.loads(body) != {"status": "ok"}:
+        raise RequestFailed(f"/healthz answered {status} {body[:200]!r}")
+
+
+class EchoSender:
+    """Builds a new envelope per request (unique message_id) and signs it with the client's own code."""
+
+    def __init__(self, credentials: dict):
+        self.sender_id = credentials["sender_id"]
+        self.recipient_id = credentials["recipient_id"]
+        self.signer = BrikkClient(
+            "http://127.0.0.1", api_key=credentials["api_key"], signing_secret=credentials["signing_secret"]
+        )
+
+    def prepare(self) -> tuple[bytes, dict]:
+        envelope = build_envelope(self.sender_id, self.recipient_id, {"bench": True, "n": 1})
+        body = encode_body(envelope)
+        return body, self.signer.request_headers("POST", COORDINATION_PATH, body, send_headers(envelope))
+
+    def __call__(self, connection) -> None:
+        body, headers = self.prepare()
+        status, answer = _exchange(connection, "POST", COORDINATION_PATH, body, headers)
+        if status != 200:
+            raise RequestFailed(f"echo answered {status} {answer[:300]!r}")
+        if json.loads(answer).get("status") != "delivered":
+            raise RequestFailed(f"echo answered 200 without status delivered: {answer[:300]!r}")
+
+
+def time_signing(echo: EchoSender, count: int) -> float:
+    """Client-side cost of building, serializing and signing one echo request, in microseconds."""
+    started = time.perf_counter()
+    for _ in range(count):
+        echo.prepare()
+    return 1e6 * (time.perf_counter() - started) / count
+
+
+# --- profiling (optional: --profile, needs py-spy from requirements-dev.txt) --------------------
+
+PROJECT_CODE = ("coordination/", "agents/", "audit/", "brikk/")
+
+
+def start_profilers(master_pid: int, directory: Path, name: str, seconds: float) -> list[subprocess.Popen]:
+    """py-spy on every gunicorn worker, sampling only threads that hold the GIL (CPU, not waiting)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise SystemExit("--profile needs py-spy: pip install -r requirements-dev.txt")
+    directory.mkdir(parents=True, exist_ok=True)
+    workers = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [
+        subprocess.Popen(  # noqa: S603 - our own py-spy on our own workers
+            [str(py_spy), "record", "--gil", "--nonblocking", "-r", "250", "-f", "raw", "-p", pid]
+            + ["-d", str(int(seconds) + 1), "-o", str(directory / f"{name}-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in workers
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for profiler in profilers:
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+
+
+def summarize_profile(directory: Path, name: str, top: int = 25) -> list[tuple[float, str]]:
+    """Share of request CPU samples spent in (inclusive) each frame of the project's own code."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for path in directory.glob(f"{name}-*.txt"):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            if not any("django/core/handlers/wsgi.py" in frame for frame in frames):
+                continue  # gunicorn's own loop, not a request
+            total += int(count)
+            for frame in set(frames):
+                if any(part in frame for part in PROJECT_CODE):
+                    inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
+    return [(round(100 * count / total, 1), frame) for frame, count in ranked] if total else []
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def print_table(results: dict, ratio: float | None, args) -> None:
+    print()
+    print(
+        f"{'scenario':<34} {'requests':>8} {'errors':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'server CPU µs/req':>17} {'client CPU µs/req':>17}"
+    )
+    for label, key in (("bare  GET /healthz", "bare"), ("echo  POST /api/v1/coordination", "echo")):
+        figures = results.get(key)
+        if figures is None:
+            print(f"{label:<34} {'(not run: dry run)':>40}")
+            continue
+        server_cpu = figures["server_cpu_us_per_request"]
+        print(
+            f"{label:<34} {figures['requests']:>8} {figures['errors']:>6} {figures['throughput_rps']:>9.1f} "
+            f"{figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f} {server_cpu if server_cpu is not None else '-':>17}"
+            f" {figures['client_cpu_us_per_request']:>17}"
+        )
+    print()
+    if ratio is not None:
+        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+        print(f"echo/bare throughput ratio: {ratio:.3f} ({verdict} the target of {TARGET_RATIO:.3f})")
+    print(
+        f"server: gunicorn {args.worker_class}, {args.workers} workers x {args.threads} threads; "
+        f"load: {args.concurrency} client threads on the same {os.cpu_count()}-core machine"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8110)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per scenario, at most")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per scenario, at most")
+    parser.add_argument("--warmup", type=int, default=100, help="requests per scenario before measuring")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the workers with py-spy during each measured scenario; raw stacks and a summary go to DIR "
+        "(profiling slows the server: the figures of such a run are not comparable)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="measure the bare view and client-side signing only; send no echo"
+    )
+    args = parser.parse_args(argv)
+    args.url = f"http://127.0.0.1:{args.port}"
+    if args.requests < 1 or args.concurrency < 1 or args.duration <= 0:
+        parser.error("--requests, --concurrency and --duration must be positive")
+
+    env = server_environment(args)
+    load_before = os.getloadavg()
+    print(f"database: {args.database_url}   redis: {args.redis_url}")
+    print(
+        f"rate limits raised for this run: BRIKK_RATE_LIMIT_AGENT_PER_MINUTE={RAISED_RATE_LIMIT} "
+        f"BRIKK_RATE_LIMIT_ORG_PER_MINUTE={RAISED_RATE_LIMIT} (the limiter still runs on every echo)"
+    )
+    print("BRIKK_HMAC_REQUIRED=true; API key hashed with production PBKDF2 (the first request verifies it once)")
+    print("migrating and seeding an organization with two agents ...", flush=True)
+    echo = EchoSender(migrate_and_seed(env))
+
+    server = start_server(args, env)
+    results: dict = {}
+    try:
+        scenarios = [("bare", send_bare)]
+        if not args.dry_run:
+            scenarios.append(("echo", echo))
+        for name, send in scenarios:
+            warm = run_scenario(name, send, argparse.Namespace(**{**vars(args), "requests": args.warmup}), server.pid)
+            if warm.errors:
+                hint = ""
+                if name == "echo" and any(
+                    " 404 " in sample or "404 not_found" in sample for sample in warm.error_samples
+                ):
+                    hint = " (the coordination endpoint is not on this branch: use --dry-run)"
+                raise SystemExit(f"{name} warm-up failed{hint}: {warm.error_samples[:2]}")
+            print(f"measuring {name} ...", flush=True)
+            results[name] = run_scenario(name, send, args, server.pid, args.profile).summary()
+    finally:
+        stop_server(server)
+
+    ratio = None
+    if "echo" in results and results["bare"]["throughput_rps"]:
+        ratio = round(results["echo"]["throughput_rps"] / results["bare"]["throughput_rps"], 3)
+    print_table(results, ratio, args)
+    print(
+        f"server log (production JSON logging at {env.get('BRIKK_LOG_LEVEL', 'INFO')}): {SERVER_LOG.relative_to(REPO)}"
+    )
+    print(f"1-minute load average before the run: {load_before[0]:.2f} (other work on the machine skews the figures)")
+    if args.dry_run:
+        print(f"dry run: building and signing one echo request costs {time_signing(echo, 2000):.1f} µs on the client")
+
+    if args.profile:
+        for name in results:
+            print(f"\nprofile of {name}: share of request CPU samples in project code (inclusive), {args.profile}")
+            for share, frame in summarize_profile(args.profile, name):
+                print(f"  {share:5.1f}%  {frame}")
+
+    report = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "git_commit": _git_commit(),
+        "dry_run": args.dry_run,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            # The machine is shared: a high load average before the run means noisy figures.
+            "load_average_1m_before": round(load_before[0], 2),
+            "load_average_1m_after": round(os.getloadavg()[0], 2),
+        },
+        "server": {
+            "gunicorn_worker_class": args.worker_class,
+            "workers": args.workers,
+            "threads": args.threads,
+            "database": _redacted(args.database_url),
+            "redis": _redacted(args.redis_url),
+        },
+        "load": {
+            "client_threads": args.concurrency,
+            "requests_per_scenario": args.requests,
+            "max_seconds_per_scenario": args.duration,
+            "warmup": args.warmup,
+        },
+        "environment_overrides": {
+            "BRIKK_RATE_LIMIT_AGENT_PER_MINUTE": RAISED_RATE_LIMIT,
+            "BRIKK_RATE_LIMIT_ORG_PER_MINUTE": RAISED_RATE_LIMIT,
+            "BRIKK_HMAC_REQUIRED": True,
+            "DJANGO_DEBUG": False,
+            "DJANGO_HTTPS": False,
+        },
+        "results": results,
+        "echo_to_bare_ratio": ratio,
+        "target_ratio": round(TARGET_RATIO, 3),
+        "meets_target": None if ratio is None else ratio >= TARGET_RATIO,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures written to {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
+    failed = sum(figures["errors"] for figures in results.values())
+    return 1 if failed else 0
+
+
+def _redacted(url: str) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(password="***")) if parsed.password else url
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH is the point
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The benchmark script runs end to end at a tiny scale (gunicorn on the real PostgreSQL and Redis) and writes
+its figures. This checks the script works, not how fast anything is: the figures are the script's job."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_PORT = "8119"
+
+
+@pytest.mark.services
+def test_benchmark_runs_both_scenarios_and_writes_its_figures(tmp_path):
+    output = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "bench/echo_benchmark.py", "--port", BENCH_PORT, "--requests", "60", "--warmup", "5"]
+        + ["--concurrency", "3", "--duration", "20", "--output", str(output)],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "echo/bare throughput ratio" in done.stdout
+    assert "BRIKK_RATE_LIMIT_AGENT_PER_MINUTE" in done.stdout
+    report = json.loads(output.read_text())
+    for name in ("bare", "echo"):
+        figures = report["results"][name]
+        assert figures["requests"] == 60
+        assert figures["errors"] == 0
+        assert figures["throughput_rps"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert report["echo_to_bare_ratio"] == pytest.approx(
+        report["results"]["echo"]["throughput_rps"] / report["results"]["bare"]["throughput_rps"], abs=0.001
+    )
+    # The seeded agent's secrets are used, never reported.
+    assert "brk_" not in output.read_text()
+    assert "brk_" not in done.stdout
