@@ -1,5 +1,6 @@
 """Read-side queries the dashboard shows; all scoped to one organization."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -110,3 +111,25 @@ def audit_resource_url(entry: AuditLog) -> str | None:
         return reverse(view, args=[entry.resource_id])
     except NoReverseMatch:
         return None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def label_actors(entries) -> None:
+    """Give each audit row an ``actor_name`` (username or agent name): two queries per page, not N."""
+    from django.contrib.auth import get_user_model
+
+    user_ids = {e.actor_id for e in entries if e.actor_kind == "user" and e.actor_id.isdigit()}
+    agent_ids = {e.actor_id for e in entries if e.actor_kind == "agent" and _is_uuid(e.actor_id)}
+    users = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    agents = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "name")) if agent_ids else {}
+    names = {("user", str(pk)): name for pk, name in users.items()}
+    names.update({("agent", str(pk)): name for pk, name in agents.items()})
+    for entry in entries:
+        entry.actor_name = names.get((entry.actor_kind, entry.actor_id), "")

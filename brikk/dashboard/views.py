@@ -296,6 +296,7 @@ def audit_list(request):
     page = paginate(filterset.qs, **_page_args(request))
     for entry in page.items:
         entry.resource_url = queries.audit_resource_url(entry)
+    queries.label_actors(page.items)
     context = {"filter": filterset, "page": page, "query": _filter_query(request)}
     return render_page(request, "dashboard/audit.html", context, tab="audit")
 

@@ -229,6 +229,21 @@ def test_audit_lists_the_organizations_trail_with_links(owner_client, org, other
     assert reverse("dashboard:message-detail", args=[message.pk]) in body
 
 
+def test_audit_names_the_actors_in_a_fixed_number_of_queries(
+    owner_client, owner, org, pair, django_assert_max_num_queries
+):
+    for _ in range(5):
+        record("key.rotated", organization_id=org.pk, actor_kind="user", actor_id=owner.pk)
+        record("echo.delivered", organization_id=org.pk, actor_kind="agent", actor_id=pair[0].pk)
+    record("key.revoked", organization_id=org.pk, actor_kind="agent", actor_id="not-a-uuid")
+    with django_assert_max_num_queries(12):
+        response = owner_client.get(reverse("dashboard:audit"))
+    body = response.content.decode()
+    assert f"<strong>{owner.username}</strong>" in body
+    assert f"<strong>{pair[0].name}</strong>" in body
+    assert "not-a-uuid" in body
+
+
 def test_audit_filters(owner_client, org, pair):
     record("auth.failed", outcome=AuditLog.Outcome.DENIED, organization_id=org.pk, resource_id="r-1")
     record("permission.denied", outcome=AuditLog.Outcome.DENIED, organization_id=org.pk)
