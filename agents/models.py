@@ -55,6 +55,15 @@ class AgentQuerySet(models.QuerySet):
         """Agents that are not soft-deleted."""
         return self.exclude(status=Agent.Status.DELETED)
 
+    def authenticating_ids(self, organization_id, ids) -> set:
+        """Those of ``ids`` that are agents of the organization whose status lets them send and receive
+        (AUTHENTICATING_STATUSES). One indexed query reading only ids: it is on the echo's hot path."""
+        return set(
+            self.filter(organization_id=organization_id, pk__in=ids, status__in=Agent.AUTHENTICATING_STATUSES)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+
 
 class Agent(models.Model):
     class Status(models.TextChoices):

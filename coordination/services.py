@@ -115,9 +115,12 @@ def validate_envelope(data) -> dict:
     return serializer.validated_data
 
 
-def authorize(caller: Caller, envelope: dict) -> tuple[Agent, Agent]:
+def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
     """The sender must be the calling agent (or, for a user, an agent of the user's organization);
-    the recipient an active agent of the same organization."""
+    the recipient an active agent of the same organization. Returns (sender id, recipient id).
+
+    A calling agent is known to be active: its key identity was built from its row and is dropped
+    whenever that row is saved (agents.keys), so only the recipient is looked up."""
     for field in ("sender", "recipient"):
         org_id = envelope[field].get("org_id")
         if org_id is not None and str(org_id) != caller.organization_id:
@@ -130,22 +133,16 @@ def authorize(caller: Caller, envelope: dict) -> tuple[Agent, Agent]:
             "The sender must be the authenticated agent.",
             details={"sender": {"agent_id": ["Must be the authenticated agent."]}},
         )
-    agents = {
-        agent.pk: agent
-        for agent in Agent.objects.live().filter(
-            organization_id=caller.organization_id, pk__in=[sender_id, recipient_id]
-        )
-    }
-    sender = agents.get(sender_id)
-    if sender is None or not sender.can_authenticate:
+    wanted = {recipient_id} if caller.agent_id else {sender_id, recipient_id}
+    active = Agent.objects.authenticating_ids(caller.organization_id, wanted)
+    if not caller.agent_id and sender_id not in active:
         raise Forbidden(
             "The sender must be an active agent of your organization.",
             details={"sender": {"agent_id": ["Not an active agent of your organization."]}},
         )
-    recipient = agents.get(recipient_id)
-    if recipient is None or not recipient.can_authenticate:
+    if recipient_id not in active:
         raise serializers.ValidationError({"recipient": {"agent_id": ["Not an active agent of your organization."]}})
-    return sender, recipient
+    return sender_id, recipient_id
 
 
 def submit_echo(
@@ -191,8 +188,8 @@ def _new_message(caller, data, envelope, sender, recipient, key, received_at, **
         id=uuid7(),
         organization_id=caller.organization_id,
         message_id=envelope["message_id"],
-        sender=sender,
-        recipient=recipient,
+        sender_id=sender,
+        recipient_id=recipient,
         type=envelope["type"],
         auth_method=caller.auth_method,
         request_body=data,
