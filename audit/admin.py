@@ -4,7 +4,7 @@ from django.utils.html import format_html
 
 from audit.actions import KNOWN_ACTIONS
 from audit.models import AuditLog
-from brikk.admin_paging import EstimatedCountPaginator
+from brikk.admin_readonly import ReadOnlyLargeTableAdmin
 
 # Bulk deletion writes its LogEntry rows with bulk_create, which sends no signal, so it would escape
 # the audit trail (audit.signals); deleting one object at a time is audited. Site-wide on purpose.
@@ -37,7 +37,7 @@ def _admin_link(viewname: str, object_id: str, label: str):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyLargeTableAdmin):
     """Read-only browsing of the audit trail, for everyone including superusers; fast on millions of rows."""
 
     list_display = [
@@ -63,20 +63,7 @@ class AuditLogAdmin(admin.ModelAdmin):
     search_fields = ["=correlation_id", "=resource_id", "=actor_id"]
     search_help_text = "Exact correlation id (X-Request-ID), resource id or actor id."
     list_select_related = ["organization"]
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-    actions = None
     readonly_fields = [field.name for field in AuditLog._meta.fields] + ["resource", "agent"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="resource")
     def resource(self, obj):

@@ -2,12 +2,12 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from brikk.admin_paging import EstimatedCountPaginator
+from brikk.admin_readonly import ReadOnlyLargeTableAdmin
 from coordination.models import MessageLog
 
 
 @admin.register(MessageLog)
-class MessageLogAdmin(admin.ModelAdmin):
+class MessageLogAdmin(ReadOnlyLargeTableAdmin):
     """Read-only: a message log is evidence of what was asked and answered."""
 
     list_display = ["created_at", "id", "organization", "sender", "recipient", "type", "status", "http_status", "audit"]
@@ -15,20 +15,7 @@ class MessageLogAdmin(admin.ModelAdmin):
     search_fields = ["=id", "=message_id", "=correlation_id"]
     search_help_text = "Exact message log id, envelope message_id or correlation id."
     list_select_related = ["organization", "sender", "recipient"]
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-    actions = None
     readonly_fields = [field.name for field in MessageLog._meta.fields] + ["audit"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="audit rows")
     def audit(self, obj):

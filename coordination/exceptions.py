@@ -44,3 +44,12 @@ class IdempotencyInProgress(BrikkAPIError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "idempotency_in_progress"
     default_detail = "A request with this idempotency key is still being processed; retry shortly."
+
+
+class MessageIdReused(BrikkAPIError):
+    """The sender already sent another message with this message_id (under another idempotency key).
+    Not 409: in this API 409 means "retry shortly", and retrying this request can never succeed."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "message_id_reused"
+    default_detail = "This sender already sent a message with this message_id; use a new message_id."

@@ -1,10 +1,15 @@
-"""Layer 5, idempotency and replay, durable in PostgreSQL.
+"""Layer 5, idempotency and replay, inside the echo's one database transaction.
 
-The first request for a (scope, key) inserts an ``in_progress`` IdempotencyRecord and wins (the
-unique constraint decides under concurrency); the echo transaction then completes it with the
-response. A repeat with the same request hash gets that response back (``Idempotent-Replayed``),
-with a different hash 422 idempotency_key_reused, and while the first is in flight 409
-idempotency_in_progress. A refused or failed first attempt releases its claim.
+On PostgreSQL the transaction first takes a transaction-scoped advisory lock named by (scope, key):
+if another transaction holds it, a request with this key is in flight → 409 idempotency_in_progress.
+Holding it, the completed record for the key is looked up: the same request hash gets the stored
+answer back (``Idempotent-Replayed``), a different hash 422 idempotency_key_reused. Otherwise the
+echo runs and its completed record is inserted together with the message and audit rows; the commit
+releases the lock. SQLite serializes writing transactions (``BEGIN IMMEDIATE``), so no lock is needed.
+
+On both, the unique constraint on (scope, key) is the durable backstop: an insert that loses a race
+rolls the whole echo back, and ``answer_conflict`` answers from the record that won. A refused
+request rolls back too, so it never leaves a key behind that would block a corrected retry.
 """
 
 import hashlib
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused
@@ -21,8 +26,6 @@ from coordination.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-# An in-progress claim older than this is from a crashed request; a new attempt may take it over.
-STALE_CLAIM_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -31,58 +34,75 @@ class Replay:
     body: dict
 
 
+@dataclass(frozen=True)
+class Operation:
+    """One request's claim on a key: who (scope), which key, and the hash of what was asked."""
+
+    organization_id: str
+    scope: str
+    key: str
+    digest: str
+
+
 def request_hash(data) -> str:
     """A hash of the request's meaning: the JSON with sorted keys, so formatting does not matter."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim(*, organization_id, scope: str, key: str, digest: str) -> IdempotencyRecord | Replay:
-    """The new in-progress record if this request is first, else the Replay of the completed one."""
-    now = timezone.now()
-    for _ in range(3):
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    organization_id=organization_id,
-                    scope=scope,
-                    key=key,
-                    request_hash=digest,
-                    expires_at=now + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
-                )
-        except IntegrityError:
-            existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
-        if existing is None:
-            continue  # released between our insert and our read: try again
-        if existing.expires_at <= now or _is_stale(existing, now):
-            IdempotencyRecord.objects.filter(
-                pk=existing.pk, state=existing.state, created_at=existing.created_at
-            ).delete()
-            continue
-        if existing.request_hash != digest:
-            raise IdempotencyKeyReused(details={"idempotency_key": key})
-        if existing.state == IdempotencyRecord.State.IN_PROGRESS:
-            raise IdempotencyInProgress(details={"idempotency_key": key})
-        return Replay(status=existing.response_status, body=existing.response_body)
-    raise IdempotencyInProgress(details={"idempotency_key": key})
+def lock_id(scope: str, key: str) -> int:
+    """A signed 64-bit name for the (scope, key) advisory lock (PostgreSQL's bigint)."""
+    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8, person=b"brikk-idem").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
-def _is_stale(record: IdempotencyRecord, now) -> bool:
-    return record.state == IdempotencyRecord.State.IN_PROGRESS and record.created_at <= now - timedelta(
-        seconds=STALE_CLAIM_SECONDS
+def begin(operation: Operation) -> Replay | None:
+    """Inside the echo's transaction: the Replay of a completed earlier request, or None to go ahead.
+
+    Raises 409 while another request with the key is in flight, 422 if the key was used with another body.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(operation.scope, operation.key)])
+            if not cursor.fetchone()[0]:
+                raise IdempotencyInProgress(details={"idempotency_key": operation.key})
+    existing = IdempotencyRecord.objects.filter(scope=operation.scope, key=operation.key).first()
+    if existing is None:
+        return None
+    if existing.expires_at <= timezone.now():
+        # Past its window the key is free again; the lock (or SQLite's write lock) makes this safe.
+        IdempotencyRecord.objects.filter(pk=existing.pk).delete()
+        return None
+    return _stored_answer(existing, operation)
+
+
+def complete(operation: Operation, *, status: int, body: dict, message) -> None:
+    """Store the answer, in the echo's transaction (a lost race raises IntegrityError here)."""
+    IdempotencyRecord.objects.create(
+        organization_id=operation.organization_id,
+        scope=operation.scope,
+        key=operation.key,
+        request_hash=operation.digest,
+        response_status=status,
+        response_body=body,
+        message=message,
+        expires_at=timezone.now() + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
     )
 
 
-def complete(record: IdempotencyRecord, *, status: int, body: dict, message=None) -> None:
-    """Store the answer; called inside the echo's transaction."""
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.COMPLETED, response_status=status, response_body=body, message=message
-    )
+def answer_conflict(operation: Operation) -> Replay | None:
+    """After an echo was rolled back by a unique violation: the answer of the record that holds the key
+    (replay or 422), or None if no live record holds it (the violation was not on this key)."""
+    existing = IdempotencyRecord.objects.filter(
+        scope=operation.scope, key=operation.key, expires_at__gt=timezone.now()
+    ).first()
+    return None if existing is None else _stored_answer(existing, operation)
 
 
-def release(record: IdempotencyRecord) -> None:
-    """Forget a claim whose request was refused or failed, so a corrected retry can run."""
-    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+def _stored_answer(record: IdempotencyRecord, operation: Operation) -> Replay:
+    if record.request_hash != operation.digest:
+        raise IdempotencyKeyReused(details={"idempotency_key": operation.key})
+    return Replay(status=record.response_status, body=record.response_body)
 
 
 def purge_expired(now=None) -> int:

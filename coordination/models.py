@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.db.models import Q
 from uuid6 import uuid7
 
 
@@ -57,28 +58,34 @@ class MessageLog(models.Model):
             models.Index(fields=["sender", "-created_at"], name="msg_sender_created"),
             models.Index(fields=["recipient", "-created_at"], name="msg_recipient_created"),
         ]
+        constraints = [
+            # The envelope's message_id is unique per sender, durably. Refusals are evidence, not
+            # messages, so a refused attempt never blocks the corrected one.
+            models.UniqueConstraint(
+                fields=["sender", "message_id"],
+                condition=~Q(status="rejected"),
+                name="msg_sender_message_id_unique",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.id} {self.type} {self.status}"
 
 
 class IdempotencyRecord(models.Model):
-    """One operation per (scope, key) for a day: the durable guard against doing anything twice.
+    """One completed operation per (scope, key) for a day: the durable guard against doing anything twice.
 
-    ``scope`` is the sender (``agent:<id>`` or ``user:<id>``); the unique constraint makes the
-    first insert win under concurrency. ``request_hash`` tells a true repeat from a reused key.
+    ``scope`` is the sender (``agent:<id>`` or ``user:<id>``). The record is written in the same
+    transaction as the operation's message, so it exists exactly when the operation happened; the
+    unique constraint makes the first commit win under concurrency. ``request_hash`` tells a true
+    repeat from a reused key.
     """
-
-    class State(models.TextChoices):
-        IN_PROGRESS = "in_progress", "In progress"
-        COMPLETED = "completed", "Completed"
 
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey("agents.Organization", on_delete=models.CASCADE, related_name="+")
     scope = models.CharField(max_length=80)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     message = models.ForeignKey(MessageLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -89,7 +96,7 @@ class IdempotencyRecord(models.Model):
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
 
     def __str__(self):
-        return f"{self.scope} {self.key} {self.state}"
+        return f"{self.scope} {self.key} {self.response_status}"
 
 
 def new_uuid() -> uuid.UUID:

@@ -64,7 +64,10 @@ ECHO = {
         409: _error("idempotency_in_progress: the first request with this key is still in flight."),
         413: _error("payload_too_large: the body exceeds BRIKK_MAX_BODY_BYTES."),
         415: _error("unsupported_media_type: only application/json."),
-        422: _error("validation_error (details name every bad field) or idempotency_key_reused."),
+        422: _error(
+            "validation_error (details name every bad field), idempotency_key_reused (same key, different body) "
+            "or message_id_reused (this sender already sent another message with this message_id)."
+        ),
         429: _error("rate_limited: see Retry-After."),
         503: _error("service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false."),
     },

@@ -1,8 +1,8 @@
 """The echo workflow as plain functions: the API view, the Celery task and commands call these.
 
-One echo is one database transaction: the MessageLog row, its audit row and the completion of
-its idempotency record are written together. Async echoes are committed as ``accepted`` before
-their task is enqueued (transaction.on_commit), so nothing accepted is lost.
+One echo is one database transaction: the idempotency check, the MessageLog row, its completed
+idempotency record and its audit row (see coordination/idempotency.py). Async echoes are committed
+as ``accepted`` before their task is enqueued (transaction.on_commit), so nothing accepted is lost.
 """
 
 import logging
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
@@ -21,7 +21,7 @@ from agents.models import Agent
 from audit.context import RequestContext, current, reset_context, set_context
 from audit.services import record
 from coordination import idempotency
-from coordination.exceptions import Forbidden
+from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
 from coordination.models import MessageLog
 from coordination.serializers import EnvelopeSerializer
 
@@ -153,37 +153,70 @@ def submit_echo(
     respond_async: bool,
     received_at: datetime,
 ) -> EchoOutcome:
-    """Layers 5 and 6 and the echo itself. Raises the refusal (rendered and recorded by the view)."""
+    """Layers 5 and 6 and the echo itself, in one transaction. Raises the refusal (rendered and
+    recorded by the view); a refusal rolls back, so it leaves no idempotency key behind."""
     key = idempotency_key_for(idempotency_header, data)
-    claim = None
+    operation = None
     if settings.BRIKK_IDEMPOTENCY_ENABLED and key:
-        claimed = idempotency.claim(
+        operation = idempotency.Operation(
             organization_id=caller.organization_id, scope=caller.scope, key=key, digest=idempotency.request_hash(data)
         )
-        if isinstance(claimed, idempotency.Replay):
-            record(
-                "idempotency.replayed",
-                organization_id=caller.organization_id,
-                resource_kind="message",
-                resource_id=claimed.body.get("id", ""),
-                details={"idempotency_key": key, "status": claimed.status},
-                **caller.actor,
-            )
-            return EchoOutcome(status=claimed.status, body=claimed.body, replayed=True)
-        claim = claimed
     try:
-        envelope = validate_envelope(data)
-        sender, recipient = authorize(caller, envelope)
-        if respond_async:
-            return _accept(caller, data, envelope, sender, recipient, key, claim, received_at)
-        return _deliver_now(caller, data, envelope, sender, recipient, key, claim, received_at)
-    except BaseException:
-        if claim is not None:
-            idempotency.release(claim)
-        raise
+        with transaction.atomic():
+            replay = idempotency.begin(operation) if operation else None
+            if replay is not None:
+                return _replayed(caller, operation, replay)
+            envelope = validate_envelope(data)
+            sender, recipient = authorize(caller, envelope)
+            if respond_async:
+                return _accept(caller, data, envelope, sender, recipient, operation, received_at)
+            return _deliver_now(caller, data, envelope, sender, recipient, operation, received_at)
+    except IntegrityError as error:
+        # A concurrent transaction committed the same key or message_id first (the unique
+        # constraints are the durable backstop): answer as if we had seen it before starting.
+        return _after_lost_race(caller, operation, data, error)
 
 
-def _new_message(caller, data, envelope, sender, recipient, key, received_at, **fields) -> MessageLog:
+def _after_lost_race(caller: Caller, operation: idempotency.Operation | None, data, error) -> EchoOutcome:
+    if operation is not None and (replay := idempotency.answer_conflict(operation)) is not None:
+        with transaction.atomic():
+            return _replayed(caller, operation, replay)
+    message_id = _message_id_taken(caller, data)
+    if message_id is not None:
+        raise MessageIdReused(details={"message_id": message_id})
+    if operation is not None:
+        # The winner's record is gone again (expired and purged meanwhile): a retry will go through.
+        logger.warning("idempotency key conflict without a live record; answered 409")
+        raise IdempotencyInProgress(details={"idempotency_key": operation.key})
+    raise error  # not a race we know of: a bug, reported as one
+
+
+def _replayed(caller: Caller, operation: idempotency.Operation, replay: idempotency.Replay) -> EchoOutcome:
+    record(
+        "idempotency.replayed",
+        organization_id=caller.organization_id,
+        resource_kind="message",
+        resource_id=replay.body.get("id", ""),
+        details={"idempotency_key": operation.key, "status": replay.status},
+        **caller.actor,
+    )
+    return EchoOutcome(status=replay.status, body=replay.body, replayed=True)
+
+
+def _message_id_taken(caller: Caller, data) -> str | None:
+    """The envelope's message_id if its sender already has a (non-refused) message with it."""
+    sender_id, message_id = _agent_ref(data, "sender"), _message_uuid(data)
+    if sender_id is None or message_id is None:
+        return None
+    taken = (
+        MessageLog.objects.filter(organization_id=caller.organization_id, sender_id=sender_id, message_id=message_id)
+        .exclude(status=MessageLog.Status.REJECTED)
+        .exists()
+    )
+    return str(data["message_id"]) if taken else None
+
+
+def _new_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
     return MessageLog(
         id=uuid7(),
         organization_id=caller.organization_id,
@@ -194,42 +227,44 @@ def _new_message(caller, data, envelope, sender, recipient, key, received_at, **
         auth_method=caller.auth_method,
         request_body=data,
         correlation_id=current().request_id,
-        idempotency_key=key or "",
+        idempotency_key=operation.key if operation else "",
         received_at=received_at,
         **caller.actor,
         **fields,
     )
 
 
-def _deliver_now(caller, data, envelope, sender, recipient, key, claim, received_at) -> EchoOutcome:
+def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
+    """The message, then its idempotency record. Either may lose a race (IntegrityError), so they are
+    written before the audit row and its log line; the caller's transaction commits all three."""
+    message.save(force_insert=True)
+    if operation is not None:
+        idempotency.complete(operation, status=status, body=body, message=message)
+
+
+def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
     message = _new_message(
-        caller, data, envelope, sender, recipient, key, received_at,
+        caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1,
     )  # fmt: skip
     message.responded_at = timezone.now()
     message.latency_ms = (message.responded_at - received_at).total_seconds() * 1000
     body = echo_body(message, data, caller.auth_info())
     message.response_body = body
-    with transaction.atomic():
-        message.save(force_insert=True)
-        _audit_message("echo.delivered", message)
-        if claim is not None:
-            idempotency.complete(claim, status=200, body=body, message=message)
+    _store(message, operation, status=200, body=body)
+    _audit_message("echo.delivered", message)
     return EchoOutcome(status=200, body=body)
 
 
-def _accept(caller, data, envelope, sender, recipient, key, claim, received_at) -> EchoOutcome:
+def _accept(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
     message = _new_message(
-        caller, data, envelope, sender, recipient, key, received_at,
+        caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.ACCEPTED, http_status=202, attempts=0,
     )  # fmt: skip
     body = echo_body(message, data, caller.auth_info())
-    with transaction.atomic():
-        message.save(force_insert=True)
-        _audit_message("echo.accepted", message)
-        if claim is not None:
-            idempotency.complete(claim, status=202, body=body, message=message)
-        transaction.on_commit(lambda: enqueue(message.pk))
+    _store(message, operation, status=202, body=body)
+    _audit_message("echo.accepted", message)
+    transaction.on_commit(lambda: enqueue(message.pk))
     return EchoOutcome(status=202, body=body)
 
 
@@ -274,6 +309,13 @@ def _agent_ref(data, field) -> uuid.UUID | None:
         return None
 
 
+def _message_uuid(data) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(data["message_id"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def record_refusal(
     caller: Caller, data, *, status: int, body: dict, action: str, idempotency_key: str | None, received_at
 ) -> MessageLog:
@@ -283,12 +325,7 @@ def record_refusal(
     known = {}
     if wanted:
         known = {a.pk: a for a in Agent.objects.filter(organization_id=caller.organization_id, pk__in=wanted)}
-    message_id = None
-    if isinstance(data, dict):
-        try:
-            message_id = uuid.UUID(str(data.get("message_id")))
-        except ValueError:
-            message_id = None
+    message_id = _message_uuid(data)
     kind = data.get("type") if isinstance(data, dict) else None
     message = MessageLog(
         id=uuid7(),

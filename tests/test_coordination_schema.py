@@ -32,6 +32,9 @@ def test_echo_operation_documents_every_status_and_header(schema):
         "RateLimit",
     } <= ok_headers
     assert "Idempotent-Replayed" in ok_headers
+    for code in ("validation_error", "idempotency_key_reused", "message_id_reused"):
+        assert code in echo["responses"]["422"]["description"]
+    assert "idempotency_in_progress" in echo["responses"]["409"]["description"]
     assert "Retry-After" in echo["responses"]["429"]["headers"]
     assert "Location" in echo["responses"]["202"]["headers"]
     envelope = schema["components"]["schemas"]["EnvelopeRequest"]

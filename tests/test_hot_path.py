@@ -35,14 +35,14 @@ def test_a_signed_echo_writes_its_rows_in_one_transaction(api_client, new_agent,
     with database_transactions() as db:
         response = _signed_echo(api_client, new_agent, peer)
     assert response.status_code == 200, response.content
-    # The idempotency claim commits first, on its own, so that a concurrent duplicate sees it in
-    # flight (409); then the message, its audit row and the completed idempotency record commit together.
-    claim, echo = db.committed
-    assert [_statement(sql) for sql in claim] == ["INSERT coordination_idempotencyrecord"]
-    assert [_statement(sql) for sql in echo] == [
+    # One transaction: the idempotency lock and lookup, the agents, then the message, its completed
+    # idempotency record and its audit row, committed together.
+    (echo,) = db.committed
+    assert echo[0] == "SELECT pg_try_advisory_xact_lock(%s)"
+    assert [_statement(sql) for sql in echo if not sql.startswith("SELECT")] == [
         "INSERT coordination_messagelog",
+        "INSERT coordination_idempotencyrecord",
         "INSERT audit_auditlog",
-        "UPDATE coordination_idempotencyrecord",
     ]
     assert all(sql.startswith("SELECT") for sql in db.autocommit), db.autocommit  # reads only, no writes
 

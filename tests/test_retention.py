@@ -46,7 +46,6 @@ def make_idempotency(org, count, *, expires_at, message=None):
             scope="agent:x",
             key=f"key-{expires_at:%s}-{number}",
             request_hash="0" * 64,
-            state="completed",
             expires_at=expires_at,
             message=message,
         )

@@ -1,7 +1,6 @@
 """Login, logout, throttling of failed logins, organization switching."""
 
 import pytest
-from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.test import Client
 from django.urls import reverse
 
@@ -53,25 +52,22 @@ def test_failed_login_keeps_the_username_and_says_why(owner):
     assert "Please enter a correct username and password" in body
 
 
-def test_login_uses_django_auth_so_the_audited_signals_fire(owner):
-    failed, logged_in = [], []
+def test_dashboard_logins_failed_logins_and_logouts_are_audited(owner):
+    client = Client()
+    client.post(
+        LOGIN, {"username": "owner", "password": "wrong"}, REMOTE_ADDR="10.0.0.7", HTTP_X_REQUEST_ID="dash-bad-login-1"
+    )
+    failed = AuditLog.objects.get(action="user.login_failed", correlation_id="dash-bad-login-1")
+    assert (failed.outcome, failed.client_ip) == ("failure", "10.0.0.7")
+    assert "wrong" not in str(failed.details)
 
-    def on_failed(sender, credentials, **kwargs):
-        failed.append(credentials["username"])
+    post_login(client, "owner", PASSWORD)
+    login = AuditLog.objects.get(action="user.login")
+    assert (login.actor_kind, login.actor_id, login.outcome) == ("user", str(owner.pk), "success")
 
-    def on_login(sender, user, **kwargs):
-        logged_in.append(user.username)
-
-    user_login_failed.connect(on_failed)
-    user_logged_in.connect(on_login)
-    try:
-        post_login(Client(), "owner", "wrong")
-        post_login(Client(), "owner", PASSWORD)
-    finally:
-        user_login_failed.disconnect(on_failed)
-        user_logged_in.disconnect(on_login)
-    assert failed == ["owner"]
-    assert logged_in == ["owner"]
+    client.post(reverse("dashboard:logout"), HTTP_X_REQUEST_ID="dash-logout-0001")
+    logout = AuditLog.objects.get(action="user.logout", correlation_id="dash-logout-0001")
+    assert logout.actor_id == str(owner.pk)
 
 
 def test_failed_logins_are_throttled_per_ip(owner, settings):

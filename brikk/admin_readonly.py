@@ -1,10 +1,13 @@
-"""Admin pagination that never counts a whole large table.
+"""Read-only admin for large append-only tables (audit rows, message logs).
+
+Pagination never counts a whole large table.
 
 Django's admin asks the paginator for ``count`` on every page. On a table of millions of rows a
 ``COUNT(*)`` scans all of them. Unfiltered, PostgreSQL's planner estimate (``pg_class.reltuples``,
 kept fresh by autovacuum) is used; filtered, the count stops at ``COUNT_CAP`` rows.
 """
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
@@ -36,3 +39,21 @@ class EstimatedCountPaginator(Paginator):
         if row is None or row[0] < COUNT_CAP:
             return None
         return int(row[0])
+
+
+class ReadOnlyLargeTableAdmin(admin.ModelAdmin):
+    """Browse only: no add, change or delete for anyone, no bulk actions, no full counts."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+    actions = None
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
