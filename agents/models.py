@@ -1,7 +1,7 @@
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 
 
@@ -57,12 +57,27 @@ class AgentQuerySet(models.QuerySet):
 
     def authenticating_ids(self, organization_id, ids) -> set:
         """Those of ``ids`` that are agents of the organization whose status lets them send and receive
-        (AUTHENTICATING_STATUSES). One indexed query reading only ids: it is on the echo's hot path."""
-        return set(
-            self.filter(organization_id=organization_id, pk__in=ids, status__in=Agent.AUTHENTICATING_STATUSES)
-            .order_by()
-            .values_list("pk", flat=True)
+        (AUTHENTICATING_STATUSES). It runs on every echo, so it is one plain indexed query through
+        ``QuerySet.raw``: building it with filter() costs this machine three times what running it does."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        connection = connections[self.db]
+        quote, meta = connection.ops.quote_name, Agent._meta
+        pk, organization, status = meta.pk, meta.get_field("organization"), meta.get_field("status")
+        statuses = list(Agent.AUTHENTICATING_STATUSES)
+        # Only quoted table and column names are interpolated; every value is a parameter.
+        sql = (
+            f"SELECT {quote(pk.column)} FROM {quote(meta.db_table)} WHERE {quote(organization.column)} = %s"  # noqa: S608
+            f" AND {quote(pk.column)} IN ({', '.join(['%s'] * len(ids))})"
+            f" AND {quote(status.column)} IN ({', '.join(['%s'] * len(statuses))})"
         )
+        params = [
+            organization.get_db_prep_value(organization.to_python(organization_id), connection),
+            *(pk.get_db_prep_value(pk.to_python(agent_id), connection) for agent_id in ids),
+            *statuses,
+        ]
+        return {agent.pk for agent in self.raw(sql, params)}
 
 
 class Agent(models.Model):

@@ -50,11 +50,16 @@ DEFAULT_STEPS = (
     "coordination.throttling.RateLimitThrottle.allow_request",
     "coordination.views.EchoView.post",
     "coordination.services.submit_echo",
-    "coordination.idempotency.claim",
+    "coordination.idempotency.request_hash",
+    "coordination.idempotency.begin",
     "coordination.services.validate_envelope",
     "coordination.services.authorize",
     "coordination.services._deliver_now",
+    "coordination.services.echo_body",
+    "coordination.services._store",
+    "coordination.idempotency.complete",
     "audit.services.record",
+    "django.db.transaction.Atomic.__exit__",
     "coordination.views.EchoView.finalize_response",
 )
 
