@@ -132,8 +132,9 @@ def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
     """The sender must be the calling agent (or, for a user, an agent of the user's organization);
     the recipient an active agent of the same organization. Returns (sender id, recipient id).
 
-    A calling agent is known to be active: its key identity was built from its row and is dropped
-    whenever that row is saved (agents.keys), so only the recipient is looked up."""
+    Both are checked against the database in one lean query, the sender too: its cached key identity
+    says it was active, but a cache invalidation lost while Redis was unreachable must not let a
+    disabled agent send."""
     for field in ("sender", "recipient"):
         org_id = envelope[field].get("org_id")
         if org_id is not None and str(org_id) != caller.organization_id:
@@ -146,9 +147,8 @@ def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
             "The sender must be the authenticated agent.",
             details={"sender": {"agent_id": ["Must be the authenticated agent."]}},
         )
-    wanted = {recipient_id} if caller.agent_id else {sender_id, recipient_id}
-    active = Agent.objects.authenticating_ids(caller.organization_id, wanted)
-    if not caller.agent_id and sender_id not in active:
+    active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
+    if sender_id not in active:
         raise Forbidden(
             "The sender must be an active agent of your organization.",
             details={"sender": {"agent_id": ["Not an active agent of your organization."]}},
