@@ -7,8 +7,11 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self):
-        from agents import keys
+        from agents import keys, metrics
         from agents.models import Agent, APIKey, Organization
+        from audit.services import audit_recorded
+
+        audit_recorded.connect(metrics.observe, dispatch_uid="agents-metrics")
 
         # A cached key identity carries fields of all three rows: any change drops it at once.
         post_save.connect(keys.on_api_key_changed, sender=APIKey, dispatch_uid="keys-cache-key-saved")

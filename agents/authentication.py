@@ -2,14 +2,15 @@
 
 Each successful authentication puts the organization and actor into the request context so
 that logs and audit rows carry them; each failure raises ``AuthenticationFailed`` with a
-``reason``, which the exception handler audits (brikk.errors).
+``reason``, which the exception handler audits (brikk.lib.errors).
 """
 
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt import authentication as jwt_authentication
 
 from agents import keys
-from audit.context import update_context
+from brikk.lib.context import update_context
+from brikk.lib.errors import WWW_AUTHENTICATE
 
 
 class AgentPrincipal:
@@ -81,7 +82,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return authenticate_key(presented)
 
     def authenticate_header(self, request):
-        return 'Bearer realm="brikk"'
+        return WWW_AUTHENTICATE
 
 
 class JWTAuthentication(jwt_authentication.JWTAuthentication):

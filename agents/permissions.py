@@ -14,3 +14,13 @@ class OrganizationRole(permissions.BasePermission):
             return True
         membership = request.membership
         return membership is not None and membership.can_write
+
+
+class InOrganization(permissions.IsAuthenticated):
+    """An authenticated agent, or a user acting in one of their organizations (scoping.resolve)."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        scoping.resolve(request)
+        return True

@@ -3,7 +3,7 @@
 from rest_framework.exceptions import PermissionDenied
 
 from agents.models import Membership
-from audit.context import update_context
+from brikk.lib.context import update_context
 
 ORGANIZATION_HEADER = "X-Brikk-Organization"
 SESSION_KEY = "brikk_organization_id"
@@ -43,3 +43,13 @@ def resolve(request):
     request.membership = membership
     update_context(organization_id=request.organization_id)
     return request.organization_id
+
+
+class OrganizationScopedMixin:
+    """For API views: ``queryset`` narrowed to the request's organization (set by the permission
+    classes through ``resolve``); empty while drf-spectacular generates the schema without a request."""
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset.none()
+        return self.queryset.filter(organization_id=self.request.organization_id)

@@ -10,6 +10,7 @@ from django.utils.text import slugify
 
 from agents import crypto, keys
 from agents.models import Agent, APIKey, Membership, Organization
+from audit.actions import AuditAction
 from audit.models import AuditLog
 from audit.services import record
 
@@ -54,7 +55,7 @@ def create_organization(name: str, *, slug: str | None = None, owner=None) -> Or
         if owner is not None:
             Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
         record(
-            "organization.created",
+            AuditAction.ORGANIZATION_CREATED,
             organization_id=organization.pk,
             resource_kind="organization",
             resource_id=organization.pk,
@@ -104,7 +105,10 @@ def create_agent(
         )
         issued = issue_key(agent, expires_at=key_expires_at or default_key_expiry())
         _audit_agent(
-            "agent.created", agent, request=request, details={"name": name, "key_prefix": issued.api_key.prefix}
+            AuditAction.AGENT_CREATED,
+            agent,
+            request=request,
+            details={"name": name, "key_prefix": issued.api_key.prefix},
         )
     return NewAgent(agent=agent, key=issued, signing_secret=signing_secret)
 
@@ -117,7 +121,7 @@ def update_agent(agent: Agent, *, request=None, user=None, **changes) -> Agent:
     with transaction.atomic():
         agent.save()
         _audit_agent(
-            "agent.updated",
+            AuditAction.AGENT_UPDATED,
             agent,
             request=request,
             user=user,
@@ -134,7 +138,7 @@ def soft_delete_agent(agent: Agent, *, request=None, user=None) -> Agent:
         agent.deleted_at = now
         agent.save(update_fields=["status", "deleted_at", "updated_at"])
         agent.api_keys.filter(revoked_at__isnull=True).update(revoked_at=now)
-        _audit_agent("agent.deleted", agent, request=request, user=user, details={"name": agent.name})
+        _audit_agent(AuditAction.AGENT_DELETED, agent, request=request, user=user, details={"name": agent.name})
     keys.invalidate_agent(agent)
     return agent
 
@@ -156,7 +160,7 @@ def rotate_key(agent: Agent, *, grace_seconds: int | None = None, request=None, 
             old.save(update_fields=["rotated_at", "expires_at", "revoked_at"])
         issued = issue_key(agent, expires_at=default_key_expiry())
         _audit_agent(
-            "key.rotated",
+            AuditAction.KEY_ROTATED,
             agent,
             request=request,
             user=user,
@@ -179,7 +183,7 @@ def revoke_keys(agent: Agent, *, prefix: str | None = None, request=None, user=N
             live = live.filter(prefix=prefix)
         prefixes = list(live.values_list("prefix", flat=True))
         live.update(revoked_at=now)
-        _audit_agent("key.revoked", agent, request=request, user=user, details={"key_prefixes": prefixes})
+        _audit_agent(AuditAction.KEY_REVOKED, agent, request=request, user=user, details={"key_prefixes": prefixes})
     keys.invalidate(*prefixes)
     return prefixes
 
@@ -204,6 +208,10 @@ def rotate_signing_secret(agent: Agent, *, grace_seconds: int | None = None, req
             ]
         )
         _audit_agent(
-            "signing_secret.rotated", agent, request=request, user=user, details={"grace_seconds": grace_seconds}
+            AuditAction.SIGNING_SECRET_ROTATED,
+            agent,
+            request=request,
+            user=user,
+            details={"grace_seconds": grace_seconds},
         )
     return secret

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from agents import services
 from agents.models import Agent
 from agents.permissions import OrganizationRole
+from agents.scoping import OrganizationScopedMixin
 from agents.serializers import (
     AgentCreateSerializer,
     AgentSerializer,
@@ -17,6 +18,7 @@ from agents.serializers import (
 
 
 class AgentViewSet(
+    OrganizationScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -27,17 +29,8 @@ class AgentViewSet(
     """Agents of the caller's organization. Members read; owners and admins write."""
 
     permission_classes = [IsAuthenticated, OrganizationRole]
+    queryset = Agent.objects.live().prefetch_related("api_keys").order_by("-created_at")
     serializer_class = AgentSerializer
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request organization
-            return Agent.objects.none()
-        return (
-            Agent.objects.live()
-            .filter(organization_id=self.request.organization_id)
-            .prefetch_related("api_keys")
-            .order_by("-created_at")
-        )
 
     def get_serializer_class(self):
         if self.action == "create":

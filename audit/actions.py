@@ -1,27 +1,46 @@
-"""Audit action names, for the admin's action filter (listing them avoids a DISTINCT over the table)."""
+"""The registry of audit actions: ``audit.services.record`` refuses any other, the admin's action
+filter lists them (no DISTINCT over the table), and the README's table is checked against them."""
 
-KNOWN_ACTIONS = (
-    "user.login",
-    "user.login_failed",
-    "user.logout",
-    "admin.change",
-    "organization.created",
-    "agent.created",
-    "agent.updated",
-    "agent.deleted",
-    "key.rotated",
-    "key.revoked",
-    "signing_secret.rotated",
-    "auth.failed",
-    "permission.denied",
-    "echo.delivered",
-    "echo.accepted",
-    "echo.failed",
-    "echo.rejected",
-    "request.rejected",
-    "rate_limit.refused",
-    "rate_limit.degraded",
-    "idempotency.replayed",
-    "idempotency.conflict",
-    "idempotency.in_progress",
-)
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # People
+    USER_LOGIN = "user.login"
+    USER_LOGIN_FAILED = "user.login_failed"
+    USER_LOGIN_THROTTLED = "auth.login_throttled"
+    USER_LOGOUT = "user.logout"
+    ADMIN_CHANGE = "admin.change"
+    # Organizations, agents, keys
+    ORGANIZATION_CREATED = "organization.created"
+    AGENT_CREATED = "agent.created"
+    AGENT_UPDATED = "agent.updated"
+    AGENT_DELETED = "agent.deleted"
+    KEY_ROTATED = "key.rotated"
+    KEY_REVOKED = "key.revoked"
+    SIGNING_SECRET_ROTATED = "signing_secret.rotated"
+    # Refusals of any API request
+    AUTH_FAILED = "auth.failed"
+    PERMISSION_DENIED = "permission.denied"
+    REQUEST_REJECTED = "request.rejected"
+    # The echo
+    ECHO_DELIVERED = "echo.delivered"
+    ECHO_ACCEPTED = "echo.accepted"
+    ECHO_FAILED = "echo.failed"
+    ECHO_REJECTED = "echo.rejected"
+    RATE_LIMIT_REFUSED = "rate_limit.refused"
+    RATE_LIMIT_DEGRADED = "rate_limit.degraded"
+    IDEMPOTENCY_REPLAYED = "idempotency.replayed"
+    IDEMPOTENCY_CONFLICT = "idempotency.conflict"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency.in_progress"
+
+
+class UnknownAuditAction(ValueError):
+    pass
+
+
+def registered(action: str) -> AuditAction:
+    try:
+        return AuditAction(action)
+    except ValueError:
+        raise UnknownAuditAction(f"{action!r} is not a registered audit action (audit.actions.AuditAction)") from None

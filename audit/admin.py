@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from audit.actions import KNOWN_ACTIONS
+from audit.actions import AuditAction
 from audit.models import AuditLog
-from brikk.admin_readonly import ReadOnlyLargeTableAdmin
+from brikk.lib.admin import ReadOnlyLargeTableAdmin
 
 # Bulk deletion writes its LogEntry rows with bulk_create, which sends no signal, so it would escape
 # the audit trail (audit.signals); deleting one object at a time is audited. Site-wide on purpose.
@@ -20,7 +20,7 @@ class ActionFilter(admin.SimpleListFilter):
     parameter_name = "action"
 
     def lookups(self, request, model_admin):
-        return [(action, action) for action in KNOWN_ACTIONS]
+        return [(action.value, action.value) for action in AuditAction]
 
     def queryset(self, request, queryset):
         if self.value():

@@ -1,4 +1,6 @@
-"""Retention: archive old audit rows, message logs and expired idempotency records, then purge them.
+"""Retention: archive old rows, then purge them. Audit rows are this app's own kind; every other app
+registers the tables it keeps for a while (``register``, e.g. coordination/retention.py), and one run
+archives and purges them all together.
 
 Each run writes one directory under the archive root::
 
@@ -28,15 +30,37 @@ from pathlib import Path
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import chain
 from audit.models import AuditChainAnchor, AuditLog, purge_allowed
-from coordination.models import IdempotencyRecord, MessageLog
 
-KINDS = ("idempotency", "messages", "audit")  # purge order: idempotency rows point at messages
-FILE_NAMES = {"audit": "audit.jsonl.gz", "messages": "messages.jsonl.gz", "idempotency": "idempotency.jsonl.gz"}
+AUDIT = "audit"
+AUDIT_FILE_NAME = "audit.jsonl.gz"
 DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """A table an app archives and purges by age: ``older_than(cutoff)`` is what may go."""
+
+    name: str
+    file_name: str
+    older_than: Callable[[datetime], QuerySet]
+
+
+_table_kinds: dict[str, TableKind] = {}
+
+
+def register(kind: TableKind) -> None:
+    """Called from an app's ``ready()``. Purge order is registration order (register a table whose
+    rows point at another table's before that one), audit rows last."""
+    _table_kinds[kind.name] = kind
+
+
+def kinds() -> tuple[str, ...]:
+    return (*_table_kinds, AUDIT)
 
 
 class RetentionError(Exception):
@@ -81,7 +105,7 @@ def select_audit(cutoff: datetime) -> Selection:
 
     A row is purged only if every row sealed before it is purged too, so the chain keeps one start.
     """
-    selection = Selection("audit", cutoff)
+    selection = Selection(AUDIT, cutoff)
     start = chain.chain_start()
     sealed = AuditLog.objects.sealed().filter(sequence__gt=start.sequence)
     first_young = sealed.filter(created_at__gte=cutoff).order_by("sequence").values_list("sequence", flat=True)
@@ -97,19 +121,10 @@ def select_audit(cutoff: datetime) -> Selection:
     return selection
 
 
-def _messages(cutoff):
-    return MessageLog.objects.filter(created_at__lt=cutoff)
-
-
-def _idempotency(cutoff):
-    return IdempotencyRecord.objects.filter(expires_at__lt=cutoff)
-
-
 def select_rows(kind: str, cutoff: datetime) -> Selection:
-    if kind == "audit":
+    if kind == AUDIT:
         return select_audit(cutoff)
-    queryset = _messages(cutoff) if kind == "messages" else _idempotency(cutoff)
-    return Selection(kind, cutoff, rows=queryset.count())
+    return Selection(kind, cutoff, rows=_table_kinds[kind].older_than(cutoff).count())
 
 
 # --- Archive --------------------------------------------------------------------------------
@@ -190,18 +205,18 @@ def archive_audit(directory: Path, selection: Selection, batch_size: int, progre
             ranges.append((batch[0].sequence, batch[-1].sequence) if batch else None)
             yield [chain.archive_record(row) for row in batch]
 
-    name = FILE_NAMES["audit"]
+    name = AUDIT_FILE_NAME
     digest, rows = _write_gzip_jsonl(directory / name, records(), progress)
     if rows != selection.rows:
         raise RetentionError(
             f"expected {selection.rows} audit rows from sequence {selection.first_sequence}, found {rows}: "
             "rows are missing from the chain; run manage.py verify_audit; nothing was purged"
         )
-    return ArchivedFile("audit", name, digest, rows, [r for r in ranges if r])
+    return ArchivedFile(AUDIT, name, digest, rows, [r for r in ranges if r])
 
 
 def archive_table(directory: Path, kind: str, cutoff: datetime, batch_size: int, progress) -> ArchivedFile:
-    queryset = _messages(cutoff) if kind == "messages" else _idempotency(cutoff)
+    queryset = _table_kinds[kind].older_than(cutoff)
     ranges = []
 
     def batches():
@@ -209,7 +224,7 @@ def archive_table(directory: Path, kind: str, cutoff: datetime, batch_size: int,
             ranges.append((batch[0]["id"], batch[-1]["id"]))
             yield batch
 
-    name = FILE_NAMES[kind]
+    name = _table_kinds[kind].file_name
     digest, rows = _write_gzip_jsonl(directory / name, batches(), progress)
     return ArchivedFile(kind, name, digest, rows, ranges)
 
@@ -231,7 +246,7 @@ def write_manifest(directory: Path, files: list[ArchivedFile], selections: dict[
             "rows": archived.rows,
             "older_than": selection.cutoff.isoformat(),
         }
-        if archived.kind == "audit":
+        if archived.kind == AUDIT:
             entry.update(
                 first_sequence=selection.first_sequence,
                 last_sequence=selection.last_sequence,
@@ -257,7 +272,7 @@ def manifest_boundary(path: str | Path) -> chain.Head:
     """The chain start recorded by an archive manifest (its audit file's last sequence and hash)."""
     manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     for entry in manifest.get("files", []):
-        if entry.get("kind") == "audit":
+        if entry.get("kind") == AUDIT:
             return chain.Head(int(entry["last_sequence"]), entry["boundary_hash"])
     raise RetentionError(f"{path} archives no audit rows, so it records no chain boundary")
 
@@ -306,7 +321,7 @@ def purge_below_anchor(batch_size: int = DEFAULT_BATCH_SIZE, progress=lambda n: 
 def purge_table(archived: ArchivedFile, cutoff: datetime, progress) -> int:
     deleted = 0
     for first, last in archived.ranges:
-        queryset = _messages(cutoff) if archived.kind == "messages" else _idempotency(cutoff)
+        queryset = _table_kinds[archived.kind].older_than(cutoff)
         with transaction.atomic():
             _, per_model = queryset.filter(pk__gte=first, pk__lte=last).delete()
         count = per_model.get(queryset.model._meta.label, 0)
@@ -318,17 +333,13 @@ def purge_table(archived: ArchivedFile, cutoff: datetime, progress) -> int:
 # --- The run --------------------------------------------------------------------------------
 
 
-def cutoffs(audit_days: int, message_days: int, idempotency_days: int, now: datetime | None = None) -> dict:
+def cutoffs(days_by_kind: dict[str, int], now: datetime | None = None) -> dict[str, datetime]:
     now = now or timezone.now()
-    return {
-        "audit": now - timedelta(days=audit_days),
-        "messages": now - timedelta(days=message_days),
-        "idempotency": now - timedelta(days=idempotency_days),
-    }
+    return {kind: now - timedelta(days=days) for kind, days in days_by_kind.items()}
 
 
 def run(
-    kinds: Iterable[str],
+    selected: Iterable[str],
     cutoff_by_kind: dict[str, datetime],
     archive_root: str | Path,
     *,
@@ -337,10 +348,11 @@ def run(
     progress_factory=None,
 ) -> Report:
     """Seal, select, archive (all kinds), write the manifest, then purge in batches."""
-    kinds = [kind for kind in KINDS if kind in set(kinds)]
-    if "audit" in kinds and not dry_run:
+    wanted = set(selected)
+    order = [kind for kind in kinds() if kind in wanted]
+    if AUDIT in order and not dry_run:
         chain.seal()
-    selections = {kind: select_rows(kind, cutoff_by_kind[kind]) for kind in kinds}
+    selections = {kind: select_rows(kind, cutoff_by_kind[kind]) for kind in order}
     if dry_run or not any(selection.rows for selection in selections.values()):
         return Report(None, selections)
 
@@ -348,12 +360,12 @@ def run(
     directory = Path(archive_root) / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     directory.mkdir(parents=True, exist_ok=False)
     files = []
-    for kind in kinds:
+    for kind in order:
         selection = selections[kind]
         if not selection.rows:
             continue
         with progress_factory(f"archive {kind}", selection.rows) as bar:
-            if kind == "audit":
+            if kind == AUDIT:
                 files.append(archive_audit(directory, selection, batch_size, bar.update))
             else:
                 files.append(archive_table(directory, kind, selection.cutoff, batch_size, bar.update))
@@ -363,8 +375,8 @@ def run(
     for archived in files:
         selection = selections[archived.kind]
         with progress_factory(f"purge {archived.kind}", archived.rows) as bar:
-            if archived.kind == "audit":
-                report.deleted["audit"] = purge_audit(selection, str(directory / archived.name), batch_size, bar.update)
+            if archived.kind == AUDIT:
+                report.deleted[AUDIT] = purge_audit(selection, str(directory / archived.name), batch_size, bar.update)
             else:
                 report.deleted[archived.kind] = purge_table(archived, selection.cutoff, bar.update)
     return report

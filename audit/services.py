@@ -2,13 +2,18 @@
 
 import logging
 
+from django.dispatch import Signal
 from django.utils import timezone
 
-from audit import metrics
-from audit.context import current
+from audit.actions import registered
 from audit.models import AuditLog
+from brikk.lib.context import client_ip, current, user_agent_of
 
 logger = logging.getLogger("brikk.audit")
+
+# Sent after every audit row with action, outcome and details: each app derives its Prometheus
+# counters from it (agents/metrics.py, coordination/metrics.py), so metrics and audit cannot disagree.
+audit_recorded = Signal()
 
 # Keys that must never reach an audit row, whatever a caller passes in ``details``.
 SECRET_KEYS = frozenset(
@@ -26,16 +31,6 @@ def scrub(details: dict | None) -> dict:
             continue
         clean[name] = scrub(value) if isinstance(value, dict) else value
     return clean
-
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def user_agent_of(request) -> str:
-    return request.META.get("HTTP_USER_AGENT", "")[:512]
 
 
 def _actor_of(request) -> tuple[str | None, str | None]:
@@ -61,7 +56,9 @@ def record(
     """Write one audit row and one structured log line for the same event.
 
     Missing actor and organization are taken from the request context (set by authentication).
+    ``action`` must be registered in ``audit.actions.AuditAction``.
     """
+    action = registered(action).value
     context = current()
     if actor_kind is None and context.actor_kind is None:
         actor_kind, actor_id = _actor_of(request)
@@ -83,7 +80,7 @@ def record(
         user_agent=user_agent,
         details=scrub(details),
     )
-    metrics.observe(action, outcome, entry.details)
+    audit_recorded.send(sender=AuditLog, action=action, outcome=outcome, details=entry.details)
     logger.info(
         "audit %s %s",
         action,

@@ -5,6 +5,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from audit.actions import AuditAction
 from audit.models import AuditLog
 from audit.services import record
 
@@ -15,7 +16,7 @@ MAX_USERNAME = 150
 @receiver(user_logged_in, dispatch_uid="audit_user_logged_in")
 def on_login(sender, request, user, **kwargs):
     record(
-        "user.login",
+        AuditAction.USER_LOGIN,
         request=request,
         actor_kind=AuditLog.ActorKind.USER,
         actor_id=user.pk,
@@ -30,7 +31,7 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     # Django masks the password in ``credentials``; only the username is kept.
     username = str(credentials.get("username", ""))[:MAX_USERNAME]
     record(
-        "user.login_failed",
+        AuditAction.USER_LOGIN_FAILED,
         outcome=AuditLog.Outcome.FAILURE,
         request=request,
         actor_kind=AuditLog.ActorKind.ANONYMOUS,
@@ -45,7 +46,7 @@ def on_logout(sender, request, user, **kwargs):
     if user is None:
         return
     record(
-        "user.logout",
+        AuditAction.USER_LOGOUT,
         request=request,
         actor_kind=AuditLog.ActorKind.USER,
         actor_id=user.pk,
@@ -60,7 +61,7 @@ def on_admin_change(sender, instance, created, **kwargs):
         return
     content_type = instance.content_type
     record(
-        "admin.change",
+        AuditAction.ADMIN_CHANGE,
         actor_kind=AuditLog.ActorKind.USER,
         actor_id=instance.user_id,
         resource_kind=(content_type.model if content_type else "")[:32],

@@ -127,7 +127,7 @@ def migrate_and_seed(env: dict[str, str]) -> dict:
     seeder = (
         "import json, time, django; django.setup()\n"
         "from agents import services\n"
-        "from audit.context import update_context\n"
+        "from brikk.lib.context import update_context\n"
         "update_context(actor_kind='system', actor_id='bench')\n"
         "stamp = time.strftime('%Y%m%d-%H%M%S')\n"
         "org = services.create_organization(f'Bench {stamp}', slug=f'bench-{stamp}-{time.time_ns() % 10**6}')\n"

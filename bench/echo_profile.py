@@ -6,7 +6,7 @@ thread, on the same PostgreSQL and Redis as the benchmark, and measures the thre
 (``time.thread_time``): in total per request, and inclusively inside chosen functions (``--step``).
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/echo_profile.py
-    .venv/bin/python bench/echo_profile.py --requests 500 --step coordination.services.authorize
+    .venv/bin/python bench/echo_profile.py --requests 500 --step coordination.echo.authorize
     .venv/bin/python bench/echo_profile.py --cprofile .bench/echo.pstats   # or --pyinstrument (if installed)
 
 Logging stays at production INFO (JSON) and goes to .bench/profile.log.
@@ -49,14 +49,14 @@ DEFAULT_STEPS = (
     "coordination.views.InOrganization.has_permission",
     "coordination.throttling.RateLimitThrottle.allow_request",
     "coordination.views.EchoView.post",
-    "coordination.services.submit_echo",
+    "coordination.echo.submit_echo",
     "coordination.idempotency.request_hash",
     "coordination.idempotency.begin",
-    "coordination.services.validate_envelope",
-    "coordination.services.authorize",
-    "coordination.services._deliver_now",
-    "coordination.services.echo_body",
-    "coordination.services._store",
+    "coordination.echo.validate_envelope",
+    "coordination.echo.authorize",
+    "coordination.echo._deliver_now",
+    "coordination.messages.echo_body",
+    "coordination.echo._store",
     "coordination.idempotency.complete",
     "audit.services.record",
     "django.db.transaction.Atomic.__exit__",

@@ -1,9 +1,10 @@
 """``GET /metrics``: Prometheus text for the whole server, guarded by a token or an address allowlist.
 
 Request counts and latency per route and status come from django-prometheus's middleware; the
-product counters from ``audit.metrics``; Redis availability and the feature flags are read at
-scrape time. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes every worker write its own files and
-the scrape sums them (brikk/gunicorn.conf.py sets it up and cleans up after dead workers).
+product counters from each app's ``metrics`` module (derived from audit events); Redis availability
+and the feature flags are read at scrape time. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes every
+worker write its own files and the scrape sums them (brikk/gunicorn.conf.py sets it up and cleans up
+after dead workers).
 """
 
 import hmac
@@ -15,7 +16,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from brikk.errors import json_error_view
+from brikk.lib.errors import ErrorCode, json_error_view
 
 FEATURE_FLAGS = {
     "hmac_required": "BRIKK_HMAC_REQUIRED",
@@ -25,7 +26,9 @@ FEATURE_FLAGS = {
     "async_default": "BRIKK_ASYNC_DEFAULT",
 }
 
-_forbidden = json_error_view(403, "forbidden", "Metrics are available to the configured token or addresses only.")
+_forbidden = json_error_view(
+    403, ErrorCode.FORBIDDEN, "Metrics are available to the configured token or addresses only."
+)
 
 
 class LiveStateCollector:

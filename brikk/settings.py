@@ -76,8 +76,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "audit.middleware.CorrelationIdMiddleware",
-    "brikk.middleware.DatabaseUnavailableMiddleware",
+    "brikk.lib.middleware.CorrelationIdMiddleware",
+    "brikk.lib.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -211,8 +211,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "brikk.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "brikk.pagination.NewestFirstPagination",
+    "EXCEPTION_HANDLER": "audit.refusals.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "brikk.lib.pagination.NewestFirstPagination",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -330,9 +330,9 @@ LOG_LEVEL = env_choice("BRIKK_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "audit.logging.RequestContextFilter"}},
+    "filters": {"context": {"()": "brikk.lib.logging.RequestContextFilter"}},
     "formatters": {
-        "json": {"()": "audit.logging.JsonFormatter"},
+        "json": {"()": "brikk.lib.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {

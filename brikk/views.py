@@ -5,10 +5,10 @@ import sys
 from django.http import JsonResponse
 from django.views import defaults
 
-from brikk.errors import json_error_view
+from brikk.lib.errors import DATABASE_UNAVAILABLE_ERRORS, ErrorCode, database_unavailable_response, json_error_view
 
-_api_not_found = json_error_view(404, "not_found", "Not found.")
-_api_server_error = json_error_view(500, "internal_error", "An internal error occurred.")
+_api_not_found = json_error_view(404, ErrorCode.NOT_FOUND, "Not found.")
+_api_server_error = json_error_view(500, ErrorCode.INTERNAL_ERROR, "An internal error occurred.")
 
 
 def _is_api(request) -> bool:
@@ -23,10 +23,8 @@ def not_found(request, exception=None):
 
 def server_error(request):
     # Called while the exception is being handled: a database outage anywhere is a JSON 503.
-    from brikk.middleware import DATABASE_ERRORS, unavailable_response
-
-    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):
-        return unavailable_response(request)
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE_ERRORS):
+        return database_unavailable_response(request)
     if _is_api(request):
         return _api_server_error(request)
     return defaults.server_error(request)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from brikk.admin_readonly import ReadOnlyLargeTableAdmin
+from brikk.lib.admin import ReadOnlyLargeTableAdmin
 from coordination.models import MessageLog
 
 

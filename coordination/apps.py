@@ -6,4 +6,8 @@ class CoordinationConfig(AppConfig):
     verbose_name = "Coordination"
 
     def ready(self):
-        from coordination import openapi  # noqa: F401 - registers the schema extensions
+        from audit.services import audit_recorded
+        from coordination import metrics, openapi, retention  # noqa: F401 - openapi registers the schema extensions
+
+        retention.register()
+        audit_recorded.connect(metrics.observe, dispatch_uid="coordination-metrics")

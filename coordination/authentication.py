@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication
 
 from agents.authentication import authenticate_key, presented_api_key
+from brikk.lib.errors import WWW_AUTHENTICATE
 from coordination import signing
 from coordination.exceptions import InvalidSignature, TimestampError
 from coordination.parsers import raw_body
@@ -67,4 +68,4 @@ class HMACSignatureAuthentication(authentication.BaseAuthentication):
             )
 
     def authenticate_header(self, request):
-        return 'Bearer realm="brikk"'
+        return WWW_AUTHENTICATE

@@ -1,12 +1,12 @@
-"""The coordination API's refusals, each with its stable error code (rendered by brikk.errors)."""
+"""The coordination API's refusals, each with its stable error code (rendered by brikk.lib.errors)."""
 
 from rest_framework import exceptions, status
 
-from brikk.errors import BrikkAPIError
+from brikk.lib.errors import BrikkAPIError
 
 
 class SignatureFailed(BrikkAPIError, exceptions.AuthenticationFailed):
-    """401 from the HMAC layer; ``reason`` is audited as auth.failed (brikk.errors)."""
+    """401 from the HMAC layer; ``reason`` is audited as auth.failed (brikk.lib.errors)."""
 
     status_code = status.HTTP_401_UNAUTHORIZED
 

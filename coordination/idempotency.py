@@ -70,8 +70,10 @@ def begin(operation: Operation) -> Replay | None:
     if existing is None:
         return None
     if existing.expires_at <= timezone.now():
-        # Past its window the key is free again; the lock (or SQLite's write lock) makes this safe.
-        IdempotencyRecord.objects.filter(pk=existing.pk).delete()
+        # Past its window the key is free again: the new operation replaces the expired record (the lock,
+        # or SQLite's write lock, makes this safe). Expired records of keys not reused are archived and
+        # purged by retention (coordination/retention.py).
+        IdempotencyRecord.objects.expired().filter(pk=existing.pk).delete()
         return None
     return _stored_answer(existing, operation)
 
@@ -103,8 +105,3 @@ def _stored_answer(record: IdempotencyRecord, operation: Operation) -> Replay:
     if record.request_hash != operation.digest:
         raise IdempotencyKeyReused(details={"idempotency_key": operation.key})
     return Replay(status=record.response_status, body=record.response_body)
-
-
-def purge_expired(now=None) -> int:
-    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
-    return deleted

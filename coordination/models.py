@@ -2,6 +2,7 @@ import uuid
 
 from django.db import connections, models
 from django.db.models import Q
+from django.utils import timezone
 from uuid6 import uuid7
 
 
@@ -71,8 +72,17 @@ class MessageLog(models.Model):
     def __str__(self):
         return f"{self.id} {self.type} {self.status}"
 
+    def mark_responded(self, at=None) -> None:
+        """Set when the answer was given and the latency since the request was received."""
+        self.responded_at = at or timezone.now()
+        self.latency_ms = (self.responded_at - self.received_at).total_seconds() * 1000
+
 
 class IdempotencyRecordQuerySet(models.QuerySet):
+    def expired(self, now=None):
+        """Records past their window: the key is free again, and retention may archive and purge them."""
+        return self.filter(expires_at__lte=now or timezone.now())
+
     def for_key(self, scope: str, key: str):
         """The record of (scope, key), or None. Every echo asks, so it is one plain lookup on the unique
         index through ``QuerySet.raw`` (the same row filter().first() loads, at a third of the CPU)."""

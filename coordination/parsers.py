@@ -10,7 +10,7 @@ from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
-from brikk.errors import PayloadTooLarge, ProtocolError
+from brikk.lib.errors import PayloadTooLarge, ProtocolError
 
 RAW_BODY_ATTRIBUTE = "brikk_raw_body"
 READ_CHUNK_BYTES = 65536

@@ -22,8 +22,9 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
+from audit.actions import AuditAction
 from audit.services import record
-from brikk.errors import ServiceUnavailable
+from brikk.lib.errors import ServiceUnavailable
 
 logger = logging.getLogger("brikk.ratelimit")
 
@@ -188,7 +189,7 @@ class RateLimitThrottle(BaseThrottle):
         if not settings.BRIKK_RATE_LIMIT_FAIL_OPEN:
             raise ServiceUnavailable("Rate limiting is unavailable; retry later.", details={"reason": "redis"})
         record(
-            "rate_limit.degraded",
+            AuditAction.RATE_LIMIT_DEGRADED,
             outcome="error",
             request=request,
             resource_kind="rate_limit",

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditLog
-from brikk.admin_readonly import COUNT_CAP
+from brikk.lib.admin import COUNT_CAP
 from coordination.models import MessageLog
 
 pytestmark = pytest.mark.django_db

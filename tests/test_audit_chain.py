@@ -196,7 +196,7 @@ def test_audit_rows_cannot_be_deleted_through_the_orm():
 
 def test_the_celery_task_seals_and_writes_a_checkpoint(tmp_path, settings):
     settings.BRIKK_AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
-    record("test.event")
+    record("agent.updated")
     assert tasks.seal_audit.apply().get() == 1  # the task as the worker runs it
     assert AuditLog.objects.get().sequence == 1
     assert json.loads((tmp_path / "checkpoints.jsonl").read_text())["sequence"] == 1

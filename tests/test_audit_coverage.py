@@ -9,8 +9,8 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from agents.models import Organization
-from audit.logging import JsonFormatter, RequestContextFilter
 from audit.models import AuditLog
+from brikk.lib.logging import JsonFormatter, RequestContextFilter
 from coordination import signing
 
 pytestmark = pytest.mark.django_db

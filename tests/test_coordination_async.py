@@ -116,7 +116,7 @@ def test_backoff_is_exponential(settings):
     assert backoff_seconds(20) == 600
 
 
-def test_requeue_command_recovers_messages_left_accepted(api_client, new_agent, peer, eager, settings):
+def test_requeue_command_recovers_messages_left_accepted(api_client, new_agent, peer, eager, settings, tmp_path):
     from datetime import timedelta
 
     from django.core.management import call_command
@@ -135,4 +135,8 @@ def test_requeue_command_recovers_messages_left_accepted(api_client, new_agent, 
     call_command("requeue_messages", "--older-than", "60")
     message.refresh_from_db()
     assert message.status == "delivered" and message.attempts == 1
+    # Expired idempotency records have one way out, archive then purge (retention), never a bare delete.
+    assert IdempotencyRecord.objects.count() == 1
+    call_command("purge_records", "--only", "idempotency", "--idempotency-days", "0", "--archive-dir", str(tmp_path))
     assert not IdempotencyRecord.objects.exists()
+    assert list(tmp_path.glob("*/idempotency.jsonl.gz"))

@@ -32,7 +32,7 @@ def test_missing_or_invalid_request_id_is_replaced(api_client, owner, incoming):
 
 
 def test_every_log_line_of_a_request_carries_its_id(api_client, new_agent, caplog):
-    from audit.logging import JsonFormatter, RequestContextFilter
+    from brikk.lib.logging import JsonFormatter, RequestContextFilter
 
     caplog.set_level(logging.INFO)
     handler_filter = RequestContextFilter()
@@ -53,7 +53,7 @@ def test_every_log_line_of_a_request_carries_its_id(api_client, new_agent, caplo
 def test_audit_rows_written_inside_services_carry_the_client_address(api_client, owner):
     """Service functions audit without a request object; the address comes from the request context."""
     from agents import services
-    from audit.context import RequestContext, reset_context, set_context
+    from brikk.lib.context import RequestContext, reset_context, set_context
 
     token = set_context(RequestContext(request_id="ctx-ip-000001", client_ip="203.0.113.7", user_agent="bot/1.0"))
     try:

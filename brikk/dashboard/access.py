@@ -14,7 +14,7 @@ from django.shortcuts import render
 
 from agents import scoping
 from agents.models import Membership, Organization
-from audit.context import update_context
+from brikk.lib.context import update_context
 
 
 @dataclass(frozen=True)

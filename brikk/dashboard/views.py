@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents import services
 from agents.models import Agent
 from agents.scoping import SESSION_KEY
+from audit.actions import AuditAction
 from audit.filters import AuditLogFilter
 from audit.models import AuditLog
 from audit.services import record
@@ -88,7 +89,7 @@ class LoginView(auth_views.LoginView):
         username = request.POST.get("username", "")
         if throttle.login_blocked(request, username):
             record(
-                "auth.login_throttled",
+                AuditAction.USER_LOGIN_THROTTLED,
                 outcome=AuditLog.Outcome.DENIED,
                 request=request,
                 details={"username": username[:150]},

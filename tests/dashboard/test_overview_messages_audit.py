@@ -218,12 +218,12 @@ def test_audit_is_for_owners_and_admins(owner_client, org_admin_client, member_c
 
 def test_audit_lists_the_organizations_trail_with_links(owner_client, org, other_org, pair, make_message):
     message = make_message(org, *pair)
-    record("message.viewed", organization_id=org.pk, resource_kind="message", resource_id=message.pk)
-    record("agent.secret_thing", organization_id=other_org.pk)
+    record("echo.delivered", organization_id=org.pk, resource_kind="message", resource_id=message.pk)
+    record("agent.updated", organization_id=other_org.pk)
     response = owner_client.get(reverse("dashboard:audit"))
     body = response.content.decode()
     actions = [entry.action for entry in response.context["page"].items]
-    assert "agent.secret_thing" not in actions
+    assert "agent.updated" not in actions
     assert actions.count("agent.created") == 2
     assert reverse("dashboard:agent-detail", args=[pair[0].pk]) in body
     assert reverse("dashboard:message-detail", args=[message.pk]) in body

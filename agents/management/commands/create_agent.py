@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from agents import services
 from agents.management.commands._helpers import get_organization, get_user
 from agents.models import Agent
-from audit.context import update_context
+from brikk.lib.context import update_context
 
 
 class Command(BaseCommand):

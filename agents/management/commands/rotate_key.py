@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 
 from agents import services
 from agents.management.commands._helpers import get_agent, get_organization
-from audit.context import update_context
+from brikk.lib.context import update_context
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from agents import services
 from agents.models import Membership, Organization
-from audit.context import update_context
+from brikk.lib.context import update_context
 
 DEMO_SLUG = "demo"
 DEMO_USERNAME = "demo"

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--archive-dir", help="Default: BRIKK_ARCHIVE_DIR.")
         parser.add_argument(
-            "--only", default=",".join(retention.KINDS), help="Comma-separated: audit, messages, idempotency."
+            "--only", default=",".join(retention.kinds()), help="Comma-separated: audit, messages, idempotency."
         )
         parser.add_argument("--audit-days", type=int, help="Default: BRIKK_AUDIT_RETENTION_DAYS.")
         parser.add_argument("--message-days", type=int, help="Default: BRIKK_MESSAGE_RETENTION_DAYS.")
@@ -30,13 +30,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         kinds = [kind.strip() for kind in options["only"].split(",") if kind.strip()]
-        unknown = sorted(set(kinds) - set(retention.KINDS))
+        unknown = sorted(set(kinds) - set(retention.kinds()))
         if unknown:
-            raise CommandError(f"--only: unknown kind(s) {', '.join(unknown)}; use {', '.join(retention.KINDS)}.")
+            raise CommandError(f"--only: unknown kind(s) {', '.join(unknown)}; use {', '.join(retention.kinds())}.")
         days = {
-            "audit_days": options["audit_days"] or settings.BRIKK_AUDIT_RETENTION_DAYS,
-            "message_days": options["message_days"] or settings.BRIKK_MESSAGE_RETENTION_DAYS,
-            "idempotency_days": options["idempotency_days"]
+            "audit": options["audit_days"] or settings.BRIKK_AUDIT_RETENTION_DAYS,
+            "messages": options["message_days"] or settings.BRIKK_MESSAGE_RETENTION_DAYS,
+            "idempotency": options["idempotency_days"]
             if options["idempotency_days"] is not None
             else settings.BRIKK_IDEMPOTENCY_RETENTION_DAYS,
         }
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         try:
             report = retention.run(
                 kinds,
-                retention.cutoffs(**days),
+                retention.cutoffs(days),
                 archive_dir,
                 dry_run=options["dry_run"],
                 batch_size=options["batch_size"],

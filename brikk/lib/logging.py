@@ -4,7 +4,7 @@ import logging
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from audit.context import current
+from brikk.lib.context import current
 
 
 class RequestContextFilter(logging.Filter):

@@ -38,6 +38,17 @@ def accept_request_id(incoming: str | None) -> str:
     return new_request_id()
 
 
+def client_ip(request) -> str | None:
+    """The connection's address (REMOTE_ADDR), never a forwarded header a client could forge."""
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def user_agent_of(request) -> str:
+    return request.META.get("HTTP_USER_AGENT", "")[:512]
+
+
 def current() -> RequestContext:
     return _current.get()
 

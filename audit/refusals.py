@@ -1,0 +1,80 @@
+"""Which refused API requests are audited, and how: the one home of refusal auditing.
+
+DRF calls ``exception_handler`` for every exception raised in an API view. The response is rendered in
+the one error shape (brikk.lib.errors); then the refusal is audited:
+
+- a request guard (415, 413, 400 before authentication): ``request.rejected``, actor unknown;
+- a failed authentication (401): ``auth.failed`` with the reason;
+- a permission denial (403 from a permission class): ``permission.denied``;
+- any other refusal of a view that keeps refused requests (``record_refused``, the echo): that view's
+  row for it, audited with the action its error code stands for (``REFUSAL_ACTIONS``).
+"""
+
+import logging
+
+from django.db import DatabaseError
+from rest_framework import exceptions
+
+from audit.actions import AuditAction
+from audit.services import record
+from brikk.lib.errors import ErrorCode, render_exception
+
+logger = logging.getLogger("brikk.api")
+
+GUARD_CODES = frozenset({ErrorCode.UNSUPPORTED_MEDIA_TYPE, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.PROTOCOL_ERROR})
+AUTHENTICATION_FAILURES = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)
+
+# The audit action of a refused echo, by error code; any other code is ``echo.rejected``.
+REFUSAL_ACTIONS = {
+    ErrorCode.RATE_LIMITED: AuditAction.RATE_LIMIT_REFUSED,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: AuditAction.IDEMPOTENCY_CONFLICT,
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: AuditAction.IDEMPOTENCY_IN_PROGRESS,
+}
+
+
+def exception_handler(exc, context):
+    exc, response = render_exception(exc)
+    request = context.get("request")
+    if exc is None or request is None:
+        return response
+    try:
+        audit_refusal(exc, request, response, context.get("view"))
+    except DatabaseError:
+        logger.error("could not audit the refusal (%s)", response.data.get("code"))
+    return response
+
+
+def audit_refusal(exc, request, response, view) -> None:
+    code = ErrorCode(response.data["code"])
+    if isinstance(exc, AUTHENTICATION_FAILURES):
+        _auth_failed(exc, request)
+        return
+    if code in GUARD_CODES and not getattr(request, "organization_id", None):
+        record(  # before authentication: the actor is unknown, and must not be resolved now
+            AuditAction.REQUEST_REJECTED,
+            outcome="failure",
+            request=request._request,
+            actor_kind="anonymous",
+            actor_id="",
+            resource_kind="request",
+            details={"code": code, "status": response.status_code, "path": request.path},
+        )
+        return
+    if isinstance(exc, exceptions.PermissionDenied):
+        record(
+            AuditAction.PERMISSION_DENIED,
+            outcome="denied",
+            request=request,
+            details={"method": request.method, "path": request.path, "reason": code},
+        )
+    record_refused = getattr(view, "record_refused", None)
+    if record_refused is not None and getattr(request, "organization_id", None) is not None:
+        record_refused(request, response, REFUSAL_ACTIONS.get(code, AuditAction.ECHO_REJECTED))
+
+
+def _auth_failed(exc, request) -> None:
+    default = "missing_credentials" if isinstance(exc, exceptions.NotAuthenticated) else "invalid_credentials"
+    details = {"reason": getattr(exc, "reason", default), "method": request.method, "path": request.path}
+    if getattr(exc, "key_prefix", ""):
+        details["key_prefix"] = exc.key_prefix
+    record(AuditAction.AUTH_FAILED, outcome="failure", request=request, details=details, resource_kind="request")

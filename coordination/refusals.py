@@ -1,0 +1,48 @@
+"""A refused echo after authentication is kept: a MessageLog row (status rejected) with the answer given,
+and its audit row, in one transaction. Which refusals are kept is decided in audit/refusals.py."""
+
+from django.db import transaction
+from uuid6 import uuid7
+
+from agents.models import Agent
+from brikk.lib.context import current
+from coordination import idempotency
+from coordination.messages import Caller, agent_ref, audit_message, message_uuid
+from coordination.models import MessageLog
+
+
+def keep_refused(
+    caller: Caller, data, *, status: int, body: dict, action: str, idempotency_key: str | None, received_at
+) -> MessageLog:
+    """The MessageLog row (status rejected) and audit row of a refused echo, in one transaction."""
+    refs = {field: agent_ref(data, field) for field in ("sender", "recipient")} if isinstance(data, dict) else {}
+    wanted = [ref for ref in refs.values() if ref is not None]
+    known = {}
+    if wanted:
+        known = {a.pk: a for a in Agent.objects.filter(organization_id=caller.organization_id, pk__in=wanted)}
+    message_id = message_uuid(data)
+    kind = data.get("type") if isinstance(data, dict) else None
+    message = MessageLog(
+        id=uuid7(),
+        organization_id=caller.organization_id,
+        message_id=message_id,
+        sender=known.get(refs.get("sender")),
+        recipient=known.get(refs.get("recipient")),
+        type=kind if kind in MessageLog.Type.values else MessageLog.Type.MESSAGE,
+        status=MessageLog.Status.REJECTED,
+        auth_method=caller.auth_method,
+        http_status=status,
+        request_body=data,
+        response_body=body,
+        error=f"{body.get('code')}: {body.get('message')}",
+        correlation_id=current().request_id,
+        idempotency_key=(idempotency_key or "")[: idempotency.MAX_KEY_LENGTH],
+        received_at=received_at,
+        **caller.actor,
+    )
+    message.mark_responded()
+    outcome = "denied" if status in (403, 429) else "failure"
+    with transaction.atomic():
+        message.save(force_insert=True)
+        audit_message(action, message, outcome=outcome, details={"code": body.get("code")})
+    return message
