@@ -45,7 +45,7 @@ chromium:
 
 ## test: install what the tests need and run them on the embedded defaults (SQLite, in-process cache)
 test: $(VENV)/.installed-dev chromium
-	$(TEST_ENV) $(PY) -m pytest -m "not services" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -m "not pg_redis" $(PYTEST_ARGS)
 
 ## test-services: the whole suite against the real PostgreSQL and Redis
 test-services: $(VENV)/.installed-dev chromium

@@ -80,6 +80,10 @@ class AgentQuerySet(models.QuerySet):
         return {agent.pk for agent in self.raw(sql, params)}
 
 
+# One message for the rule wherever it is checked (agents/rules.py, this constraint in model forms).
+NAME_TAKEN = "An agent with this name already exists in this organization."
+
+
 class Agent(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -117,6 +121,7 @@ class Agent(models.Model):
                 fields=["organization", "name"],
                 condition=~models.Q(status="deleted"),
                 name="agent_name_unique_in_org",
+                violation_error_message=NAME_TAKEN,
             )
         ]
         indexes = [models.Index(fields=["organization", "status"], name="agent_org_status")]

@@ -1,6 +1,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
+from agents import rules
 from agents.models import Agent, APIKey
 
 
@@ -51,18 +52,10 @@ class AgentSerializer(serializers.ModelSerializer):
         return value
 
     def validate_metadata(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Metadata must be a JSON object.")
-        return value
+        return rules.check_metadata(value)
 
     def validate_name(self, value):
-        organization_id = self.context["request"].organization_id
-        clash = Agent.objects.live().filter(organization_id=organization_id, name=value)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError("An agent with this name already exists in the organization.")
-        return value
+        return rules.check_name_free(self.context["request"].organization_id, value, agent=self.instance)
 
 
 class AgentCreateSerializer(AgentSerializer):

@@ -11,13 +11,13 @@ pytest_plugins = ["tests.factories"]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `services` need the real PostgreSQL and Redis; without them they cannot mean anything."""
+    """Tests marked `pg_redis` need the real PostgreSQL and Redis; without them they cannot mean anything."""
     have_services = os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")
     if have_services:
         return
     skip = pytest.mark.skip(reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL: run `make test-services`")
     for item in items:
-        if "services" in item.keywords:
+        if "pg_redis" in item.keywords:
             item.add_marker(skip)
 
 

@@ -45,7 +45,7 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "service_unavailable"
 
 
-class BrikkAPIError(exceptions.APIException):
+class CodedError(exceptions.APIException):
     """Base for errors with a stable code; subclasses set status_code, default_code and default_detail."""
 
     def __init__(self, detail=None, code=None, details=None):
@@ -53,19 +53,19 @@ class BrikkAPIError(exceptions.APIException):
         self.details = details
 
 
-class ProtocolError(BrikkAPIError):
+class ProtocolError(CodedError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = ErrorCode.PROTOCOL_ERROR
     default_detail = "The request does not follow the protocol."
 
 
-class PayloadTooLarge(BrikkAPIError):
+class PayloadTooLarge(CodedError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = ErrorCode.PAYLOAD_TOO_LARGE
     default_detail = "The request body is too large."
 
 
-class ServiceUnavailable(BrikkAPIError):
+class ServiceUnavailable(CodedError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = ErrorCode.SERVICE_UNAVAILABLE
     default_detail = "The service is temporarily unavailable; retry later."
@@ -90,7 +90,7 @@ WWW_AUTHENTICATE = 'Bearer realm="brikk"'
 
 
 def error_code(exc: exceptions.APIException) -> ErrorCode:
-    if isinstance(exc, BrikkAPIError):
+    if isinstance(exc, CodedError):
         return ErrorCode(exc.default_code)
     for klass in type(exc).__mro__:
         if klass in DRF_CODES:

@@ -14,7 +14,7 @@ from tests.support.coordination import ECHO_PATH, encode, envelope, post_echo, s
 from tests.support.live import CeleryWorker, concurrently, http_post, meta_to_http, wait_for
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.pg_redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

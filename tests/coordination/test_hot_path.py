@@ -6,7 +6,7 @@ from agents import services as agent_services
 from tests.support.coordination import envelope, post_echo
 from tests.support.counting import database_transactions, redis_round_trips
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.pg_redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

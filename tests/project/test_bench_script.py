@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BENCH_PORT = "8119"
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 def test_benchmark_runs_both_scenarios_and_writes_its_figures(tmp_path):
     output = tmp_path / "latest.json"
     done = subprocess.run(
@@ -43,7 +43,7 @@ def test_benchmark_runs_both_scenarios_and_writes_its_figures(tmp_path):
     assert "brk_" not in done.stdout
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 def test_profile_script_times_the_echo_and_its_steps(tmp_path):
     stats = tmp_path / "echo.pstats"
     done = subprocess.run(

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.live_server import LiveServer
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.pg_redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

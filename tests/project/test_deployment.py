@@ -10,7 +10,7 @@ import yaml
 from cryptography.fernet import Fernet
 from django.urls import resolve
 
-BASE_DIR = Path(__file__).resolve().parents[1]
+BASE_DIR = Path(__file__).resolve().parents[2]
 # Read by libraries or the process rather than by brikk/settings.py.
 RUNTIME_VARIABLES = {
     "PROMETHEUS_MULTIPROC_DIR",

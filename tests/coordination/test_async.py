@@ -1,5 +1,5 @@
 """Async echoes (Prefer: respond-async) on the embedded defaults, where Celery runs eagerly in-process.
-The same flows against a real worker consuming from Redis are in test_coordination_services.py."""
+The same flows against a real worker consuming from Redis are in test_live_worker_and_outages.py."""
 
 import pytest
 
@@ -20,7 +20,7 @@ def peer(org, owner):
 @pytest.fixture
 def eager(settings):
     """In-process Celery as on the embedded defaults (forced on in the services pass too, where the
-    same flows also run on a real worker: test_coordination_services.py)."""
+    same flows also run on a real worker: test_live_worker_and_outages.py)."""
     from brikk.celery import app
 
     settings.BRIKK_ECHO_FAULT_INJECTION = True

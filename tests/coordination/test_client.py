@@ -33,7 +33,7 @@ API_KEY = "brk_0123456789ab.secret-part-of-the-key-abcdefghijklmnop"
 SECRET = "signing-secret-value-0123456789abcdef"
 SENDER = "0199b0a4-0000-7000-8000-000000000001"
 RECIPIENT = "0199b0a4-0000-7000-8000-000000000002"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class SleepRecorder:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit import chain
 from audit.models import AuditChainAnchor, AuditLog
 from coordination.models import IdempotencyRecord, MessageLog
-from tests.test_audit_chain import _Sink, make_rows, tamper
+from tests.audit.test_chain import _Sink, make_rows, tamper
 
 pytestmark = pytest.mark.django_db
 

@@ -215,7 +215,7 @@ def test_celery_beat_schedules_the_sealer():
 # --- PostgreSQL: triggers and concurrent sealers ----------------------------------------------
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 def test_postgresql_refuses_ad_hoc_deletes_and_edits_of_sealed_rows():
     make_rows(2)
     chain.seal()
@@ -234,7 +234,7 @@ def test_postgresql_refuses_ad_hoc_deletes_and_edits_of_sealed_rows():
     assert AuditLog.objects.count() == 3
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_sealers_never_fork_the_chain():
     make_rows(600)
@@ -265,7 +265,7 @@ def test_two_concurrent_sealers_never_fork_the_chain():
     assert chain.verify().ok
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 @pytest.mark.django_db(transaction=True)
 def test_a_second_sealer_backs_off_while_the_first_holds_the_lock():
     make_rows(3)

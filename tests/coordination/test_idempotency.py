@@ -126,7 +126,7 @@ def test_an_echo_and_a_replay_are_one_transaction_each(api_client, new_agent, pe
 # --- PostgreSQL: the advisory lock and real concurrency -------------------------------------------
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 @pytest.mark.django_db(transaction=True)
 def test_a_request_in_flight_gets_409_and_then_goes_through(api_client, new_agent, peer):
     body = envelope(new_agent.agent, peer.agent)
@@ -145,7 +145,7 @@ def test_a_request_in_flight_gets_409_and_then_goes_through(api_client, new_agen
     assert IdempotencyRecord.objects.get().message_id == MessageLog.objects.get(status="delivered").pk
 
 
-@pytest.mark.services
+@pytest.mark.pg_redis
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_reuse_of_a_message_id_under_different_keys_delivers_once(live_server, new_agent, peer):
     raw = encode(envelope(new_agent.agent, peer.agent))

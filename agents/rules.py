@@ -1,0 +1,27 @@
+"""The rules an agent's fields follow, in one place: the API's serializers, the dashboard's forms and
+``manage.py`` all validate through these, with the same messages. They raise Django's
+``ValidationError``, which both DRF serializers and Django forms report against the field."""
+
+from django.core.exceptions import ValidationError
+
+from agents.models import NAME_TAKEN, Agent
+
+METADATA_NOT_OBJECT = 'Metadata must be a JSON object, like {"team": "billing"}.'
+
+
+def check_name_free(organization_id, name: str, *, agent: Agent | None = None) -> str:
+    """``name`` unless a live agent of the organization (other than ``agent``) already has it. The
+    database's ``agent_name_unique_in_org`` constraint is the backstop under concurrency."""
+    clash = Agent.objects.live().filter(organization_id=organization_id, name=name)
+    if agent is not None:
+        clash = clash.exclude(pk=agent.pk)
+    if clash.exists():
+        raise ValidationError(NAME_TAKEN, code="name_taken")
+    return name
+
+
+def check_metadata(value) -> dict:
+    """A JSON object, not a list or a scalar."""
+    if not isinstance(value, dict):
+        raise ValidationError(METADATA_NOT_OBJECT, code="metadata_not_object")
+    return value
