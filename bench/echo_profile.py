@@ -42,7 +42,7 @@ LOG_FILE = REPO / ".bench" / "profile.log"
 # The steps of an echo, timed inclusively by default (CPU ms per echo in each).
 DEFAULT_STEPS = (
     "coordination.views.EchoView.initial",
-    "coordination.parsers.enforce",
+    "brikk.lib.parsers.enforce",
     "coordination.authentication.HMACSignatureAuthentication.authenticate",
     "agents.keys.verify",
     "agents.keys.KeyIdentity.signing_secrets",

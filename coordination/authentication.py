@@ -14,9 +14,9 @@ from rest_framework import authentication
 
 from agents.authentication import authenticate_key, presented_api_key
 from brikk.lib.errors import WWW_AUTHENTICATE
+from brikk.lib.parsers import raw_body
 from coordination import signing
 from coordination.exceptions import InvalidSignature, TimestampError
-from coordination.parsers import raw_body
 
 
 class HMACSignatureAuthentication(authentication.BaseAuthentication):

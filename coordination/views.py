@@ -11,7 +11,8 @@ from rest_framework.views import APIView
 from agents.authentication import APIKeyAuthentication, JWTAuthentication, SessionAuthentication, auth_method
 from agents.permissions import InOrganization
 from agents.scoping import OrganizationScopedMixin
-from coordination import echo, idempotency, parsers, refusals, schema, throttling
+from brikk.lib import parsers
+from coordination import echo, idempotency, refusals, schema, throttling
 from coordination.authentication import HMACSignatureAuthentication
 from coordination.filters import MessageLogFilter
 from coordination.messages import Caller

@@ -239,7 +239,7 @@ def test_oversized_body_is_refused_from_content_length_before_reading(new_agent,
     from django.test import RequestFactory
     from rest_framework.request import Request
 
-    from coordination import parsers
+    from brikk.lib import parsers
 
     settings.BRIKK_MAX_BODY_BYTES = 1024
 

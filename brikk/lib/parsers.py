@@ -1,7 +1,8 @@
 """Layer 1, the request guards: JSON only (415), a bounded body (413), well-formed JSON (400).
 
-They run before authentication (see ``GuardedRequestMixin.initial``) and keep the raw body bytes,
-which the HMAC layer signs over, so the body is read exactly once and never beyond the limit.
+``GuardedJSONParser`` is the API's only parser (DEFAULT_PARSER_CLASSES). The echo runs ``enforce`` before
+authentication (EchoView.initial). The raw body bytes are kept on the request, which the HMAC layer signs
+over, so the body is read exactly once and never beyond the limit.
 """
 
 import json
