@@ -67,11 +67,13 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "drf_spectacular",
     "django_htmx",
+    "template_partials",
     "django_prometheus",
     "django_filters",
     "audit",
     "agents",
     "coordination",
+    "brikk.dashboard",
 ]
 
 MIDDLEWARE = [

@@ -3,6 +3,7 @@ from datetime import datetime, time
 from django import forms
 from django.utils import timezone
 
+from agents import rules
 from agents.models import Agent
 
 # Statuses a person may set from the dashboard; deletion has its own confirmed action.
@@ -10,7 +11,7 @@ SETTABLE_STATUSES = [(value, label) for value, label in Agent.Status.choices if 
 
 
 class MetadataField(forms.JSONField):
-    """A JSON object (not a list or a scalar)."""
+    """A JSON object (``rules.check_metadata``); an empty textarea means ``{}``."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
@@ -22,9 +23,7 @@ class MetadataField(forms.JSONField):
         value = super().clean(value)
         if value in (None, ""):
             return {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Metadata must be a JSON object, like {"team": "billing"}.')
-        return value
+        return rules.check_metadata(value)
 
 
 class AgentForm(forms.Form):
@@ -44,13 +43,7 @@ class AgentForm(forms.Form):
         self.instance = instance
 
     def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        clash = Agent.objects.live().filter(organization_id=self.organization_id, name=name)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise forms.ValidationError("An agent with this name already exists in this organization.")
-        return name
+        return rules.check_name_free(self.organization_id, self.cleaned_data["name"].strip(), agent=self.instance)
 
 
 class AgentCreateForm(AgentForm):

@@ -1,7 +1,9 @@
 """Dashboard views: thin; domain changes go through agents.services, queries through filters.
 
 Every tab is its own URL. A direct load renders the whole page; an HTMX request (a tab switch)
-renders only the tab's content into ``#main`` (see ``render_page``).
+renders only the tab's content into ``#main`` (see ``render_page``). A live panel is a
+``{% partialdef name inline %}`` in its page's template; its polling URL renders just that partial
+(see ``render_fragment``).
 """
 
 import json
@@ -53,7 +55,8 @@ def render_page(request, template: str, context: dict | None = None, *, tab: str
 
 
 def render_fragment(request, template: str, context: dict):
-    """A polled partial (live updates): only the fragment, never cached."""
+    """A polled live panel: only the named partial of its page (``"dashboard/page.html#name"``,
+    django-template-partials), never cached."""
     context = {"workspace": request.workspace, "poll_seconds": settings.BRIKK_DASHBOARD_POLL_SECONDS, **context}
     response = render(request, template, context)
     patch_cache_control(response, no_store=True)
@@ -140,7 +143,7 @@ def overview(request):
 @dashboard_view()
 def overview_live(request):
     context = queries.overview(request.organization_id, include_audit=request.workspace.can_audit)
-    return render_fragment(request, "dashboard/partials/overview_live.html", context)
+    return render_fragment(request, "dashboard/overview.html#overview_live", context)
 
 
 # --- Agents -----------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def agent_list(request):
 @dashboard_view()
 def agent_table(request):
     rows = queries.agent_rows(request.organization_id)
-    return render_fragment(request, "dashboard/partials/agent_table.html", {"rows": rows})
+    return render_fragment(request, "dashboard/agents.html#agent_table", {"rows": rows})
 
 
 @require_http_methods(["GET", "POST"])
@@ -332,7 +335,7 @@ def message_list(request):
 @dashboard_view()
 def message_rows(request):
     """The first page of the current filter, polled so new messages appear without a reload."""
-    return render_fragment(request, "dashboard/partials/message_table.html", _message_page_context(request))
+    return render_fragment(request, "dashboard/messages.html#message_table", _message_page_context(request))
 
 
 @require_GET
