@@ -24,3 +24,15 @@ class InOrganization(permissions.IsAuthenticated):
             return False
         scoping.resolve(request)
         return True
+
+
+class MaySendAsAgent(InOrganization):
+    """Sending a message: an agent sends as itself; a user sends as an agent of the organization only as
+    its owner or admin. Members read; they never send (403 forbidden)."""
+
+    message = "Members may read; sending as an agent needs the owner or admin role."
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        return request.membership is None or request.membership.can_write

@@ -44,8 +44,17 @@ class Operation:
     digest: str
 
 
+# Envelope fields that say when and how one attempt was sent, not what is asked: a client that sends
+# the same operation again (a retry, a rerun of the same command) makes them anew.
+PER_SEND_FIELDS = frozenset({"ts", "message_id", "nonce"})
+
+
 def request_hash(data) -> str:
-    """A hash of the request's meaning: the JSON with sorted keys, so formatting does not matter."""
+    """A hash of what the request asks for: the envelope without its per-send fields (``PER_SEND_FIELDS``),
+    as JSON with sorted keys, so neither formatting nor the moment of sending matters. The same key with
+    another sender, recipient, type, payload, ttl_ms or reply_to is a different operation (422)."""
+    if isinstance(data, dict):
+        data = {name: value for name, value in data.items() if name not in PER_SEND_FIELDS}
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -24,7 +24,9 @@ class Caller:
 
     @property
     def scope(self) -> str:
-        return f"agent:{self.agent_id}" if self.agent_id else f"user:{self.user_id}"
+        """Whose idempotency keys these are. An agent belongs to one organization; a user may be in several,
+        and a key used in one must never replay its answer into another."""
+        return f"agent:{self.agent_id}" if self.agent_id else f"user:{self.user_id}@{self.organization_id}"
 
     @property
     def actor(self) -> dict:

@@ -5,9 +5,10 @@ timestamps per window, trimmed and counted with Redis' own clock): the request i
 both windows have room, and then counts in both, atomically, so concurrent requests can never
 overshoot and a refusal spends neither window. On embedded defaults (no Redis cache) an in-process
 window with the same semantics is used. Limits come from the organization's plan (for an agent,
-from its cached key identity), else BRIKK_RATE_LIMIT_* settings; organization owners and admins
-are exempt. If Redis is unreachable the request is served unlimited (BRIKK_RATE_LIMIT_FAIL_OPEN,
-audited as rate_limit.degraded) or refused with 503.
+from its cached key identity), else BRIKK_RATE_LIMIT_* settings. The caller's window is the sending
+agent's: a person sending as an agent (owner or admin) counts in that agent's window, so nobody gets
+around an agent's limit. If Redis is unreachable the request is served unlimited
+(BRIKK_RATE_LIMIT_FAIL_OPEN, audited as rate_limit.degraded) or refused with 503.
 """
 
 import logging
@@ -135,9 +136,16 @@ def backend():
     return redis_window if uses_redis else local_window
 
 
-def is_exempt(request) -> bool:
-    membership = getattr(request, "membership", None)
-    return membership is not None and membership.can_write
+def sending_agent(request) -> str | None:
+    """The agent a person sends as: the envelope's sender, when it names one (authorize() checks it
+    belongs to the organization before anything is sent)."""
+    data = request.data
+    sender = data.get("sender") if isinstance(data, dict) else None
+    agent_id = sender.get("agent_id") if isinstance(sender, dict) else None
+    try:
+        return str(uuid.UUID(str(agent_id))) if agent_id is not None else None
+    except ValueError:
+        return None
 
 
 def policies(request) -> list[tuple[str, str, int]]:
@@ -147,7 +155,8 @@ def policies(request) -> list[tuple[str, str, int]]:
     if getattr(user, "kind", None) == "agent":
         plan, caller = user.identity, f"agent:{user.agent_id}"
     else:
-        plan, caller = request.membership.organization, f"user:{user.pk}"
+        agent_id = sending_agent(request)
+        plan, caller = request.membership.organization, f"agent:{agent_id}" if agent_id else f"user:{user.pk}"
     return [
         ("caller", KEY_PREFIX + caller, plan.rate_limit_agent_per_minute or settings.BRIKK_RATE_LIMIT_AGENT_PER_MINUTE),
         (
@@ -167,7 +176,7 @@ class RateLimitThrottle(BaseThrottle):
 
     def allow_request(self, request, view):
         self.refused = []
-        if not settings.BRIKK_RATE_LIMIT_ENABLED or is_exempt(request):
+        if not settings.BRIKK_RATE_LIMIT_ENABLED:
             return True
         checked = policies(request)
         try:

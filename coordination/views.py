@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.authentication import APIKeyAuthentication, JWTAuthentication, SessionAuthentication, auth_method
-from agents.permissions import InOrganization
+from agents.permissions import InOrganization, MaySendAsAgent
 from agents.scoping import OrganizationScopedMixin
 from brikk.lib import parsers
 from coordination import echo, idempotency, refusals, schema, throttling
@@ -46,7 +46,7 @@ class EchoView(APIView):
         JWTAuthentication,
         SessionAuthentication,
     ]
-    permission_classes = [InOrganization]
+    permission_classes = [MaySendAsAgent]
     throttle_classes = [throttling.RateLimitThrottle]
     parser_classes = [parsers.GuardedJSONParser]
 

@@ -130,3 +130,30 @@ def test_cli_echo_against_the_server(live_server, pair, monkeypatch, capsys):
     assert reply["envelope"]["payload"] == {"hello": "world"}
     assert sender.key.plaintext not in out
     assert sender.signing_secret not in out
+
+
+def test_the_readmes_idempotency_example_is_answered_once(live_server, pair, monkeypatch, capsys):
+    """The README's exact command, run twice: a new ts and message_id each time, one operation."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("# Your own idempotency key", 1)[1].split("\n\n", 1)[0]
+    lines = [line for line in block.splitlines()[1:] if not line.lstrip().startswith("#")]
+    command = " ".join(line.rstrip("\\").strip() for line in lines)
+    sender, recipient = pair
+    command = command.replace('"$SENDER"', str(sender.agent.pk)).replace('"$RECIPIENT"', str(recipient.agent.pk))
+    argv = shlex.split(command)
+    assert argv[:3] == [".venv/bin/python", "-m", "coordination.client"] and "--idempotency-key" in argv
+    monkeypatch.setenv("BRIKK_URL", live_server.url)
+    monkeypatch.setenv("BRIKK_API_KEY", sender.key.plaintext)
+    monkeypatch.setenv("BRIKK_SIGNING_SECRET", sender.signing_secret)
+
+    answers = []
+    for _ in range(2):
+        assert main(argv[3:]) == 0, capsys.readouterr().err
+        answers.append(json.loads(capsys.readouterr().out))
+    assert answers[0] == answers[1]
+    assert MessageLog.objects.count() == 1
+    assert re.fullmatch(r"order-\d+", MessageLog.objects.get().idempotency_key)

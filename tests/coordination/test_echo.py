@@ -323,20 +323,86 @@ def test_sender_and_recipient_rules(api_client, new_agent, peer, make_org, make_
     assert MessageLog.objects.filter(status="rejected", http_status=403, sender=peer.agent).count() == 1
 
 
-def test_user_with_jwt_sends_as_an_agent_of_their_organization(api_client, owner, member, new_agent, peer):
+def _jwt(api_client, username) -> str:
     token = api_client.post(
-        "/api/v1/auth/token/", {"username": "member", "password": "correct-horse-battery"}, format="json"
+        "/api/v1/auth/token/", {"username": username, "password": "correct-horse-battery"}, format="json"
     )
-    access = token.json()["access"]
-    response = post_echo(api_client, envelope(new_agent.agent, peer.agent), HTTP_AUTHORIZATION=f"Bearer {access}")
+    return f"Bearer {token.json()['access']}"
+
+
+def test_user_with_jwt_sends_as_an_agent_of_their_organization(api_client, owner, new_agent, peer):
+    response = post_echo(
+        api_client, envelope(new_agent.agent, peer.agent), HTTP_AUTHORIZATION=_jwt(api_client, "owner")
+    )
     assert response.status_code == 200, response.content
     assert response.json()["auth"] == {
         "organization_id": str(new_agent.agent.organization_id),
         "agent_id": None,
-        "user_id": str(member.pk),
+        "user_id": str(owner.pk),
         "auth_method": "jwt",
     }
     assert MessageLog.objects.get().actor_kind == "user"
+
+
+def test_members_read_but_never_send(api_client, member, new_agent, peer):
+    """Sending as an agent needs the owner or admin role, by JWT or session (the dashboard's echo test)."""
+    bearer = _jwt(api_client, "member")
+    refused = post_echo(api_client, envelope(new_agent.agent, peer.agent), HTTP_AUTHORIZATION=bearer)
+    _error(refused, 403, "forbidden")
+    assert "owner or admin" in refused.json()["message"]
+    api_client.force_login(member)
+    _error(post_echo(api_client, envelope(new_agent.agent, peer.agent)), 403, "forbidden")
+    assert not MessageLog.objects.exclude(status="rejected").exists()
+    assert MessageLog.objects.filter(status="rejected", http_status=403, actor_kind="user").count() == 2
+    assert AuditLog.objects.filter(action="permission.denied", actor_id=str(member.pk)).count() == 2
+    # Reading is still theirs.
+    assert api_client.get("/api/v1/coordination/messages", HTTP_AUTHORIZATION=bearer).status_code == 200
+
+
+def test_a_person_sending_as_an_agent_counts_in_that_agents_window(api_client, org, owner, new_agent, peer):
+    from coordination import throttling
+
+    throttling.local_window.clear()
+    org.rate_limit_agent_per_minute = 2
+    org.save()
+    key = new_agent.key.plaintext
+    assert [post_echo(api_client, envelope(new_agent.agent, peer.agent), key=key).status_code for _ in range(2)] == [
+        200,
+        200,
+    ]
+    bearer = _jwt(api_client, "owner")
+    as_alpha = post_echo(api_client, envelope(new_agent.agent, peer.agent), HTTP_AUTHORIZATION=bearer)
+    _error(as_alpha, 429, "rate_limited")
+    assert as_alpha["RateLimit"].startswith('"caller";r=0;')
+    # Sending as another agent uses that agent's own window.
+    assert post_echo(api_client, envelope(peer.agent, new_agent.agent), HTTP_AUTHORIZATION=bearer).status_code == 200
+
+
+def test_a_users_idempotency_keys_are_per_organization(api_client, make_org, make_user, make_agent):
+    """The same key in two organizations is two operations: never a replay of the other's answer."""
+    first, second = make_org("First"), make_org("Second")
+    user = make_user("both", first, "admin")
+    from agents import services as agent_services
+
+    agent_services.add_member(second, user, "admin")
+    bearer = _jwt(api_client, "both")
+    answers = []
+    for organization in (first, second):
+        a, b = make_agent(organization), make_agent(organization)
+        answers.append(
+            post_echo(
+                api_client,
+                envelope(a.agent, b.agent),
+                HTTP_AUTHORIZATION=bearer,
+                HTTP_IDEMPOTENCY_KEY="order-42",
+                HTTP_X_BRIKK_ORGANIZATION=str(organization.pk),
+            )
+        )
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert "Idempotent-Replayed" not in answers[1]
+    assert answers[0].json()["id"] != answers[1].json()["id"]
+    assert MessageLog.objects.filter(organization=second, status="delivered").count() == 1
+    assert not AuditLog.objects.filter(action="idempotency.replayed").exists()
 
 
 def test_replay_returns_the_stored_answer_and_processes_nothing_twice(api_client, new_agent, peer):
@@ -364,8 +430,16 @@ def test_idempotency_key_header_scopes_operations(api_client, new_agent, peer):
     second = post_echo(api_client, envelope(new_agent.agent, peer.agent), key=key, HTTP_IDEMPOTENCY_KEY="op-2")
     assert first.status_code == second.status_code == 200
     assert first.json()["id"] != second.json()["id"]
-    _error(post_echo(api_client, envelope(new_agent.agent, peer.agent), key=key, HTTP_IDEMPOTENCY_KEY="op-1"), 422,
-           "idempotency_key_reused")  # fmt: skip
+    # The fingerprint is what is asked, not when: a new message_id, ts and nonce are the same operation...
+    again = post_echo(
+        api_client, envelope(new_agent.agent, peer.agent, nonce="n-2"), key=key, HTTP_IDEMPOTENCY_KEY="op-1"
+    )
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    # ...another payload, type or recipient is not.
+    for change in ({"payload": {"other": 1}}, {"type": "event"}, {"ttl_ms": 5000}):
+        _error(post_echo(api_client, envelope(new_agent.agent, peer.agent, **change), key=key,
+                         HTTP_IDEMPOTENCY_KEY="op-1"), 422, "idempotency_key_reused")  # fmt: skip
     _error(post_echo(api_client, envelope(new_agent.agent, peer.agent), key=key, HTTP_IDEMPOTENCY_KEY="x" * 256), 422,
            "validation_error")  # fmt: skip
 
@@ -395,7 +469,7 @@ def test_idempotency_can_be_switched_off(api_client, new_agent, peer, settings):
     assert MessageLog.objects.filter(status="delivered").count() == 2
 
 
-def test_rate_limit_per_agent_with_headers_and_admin_exemption(api_client, org, owner, new_agent, peer, make_user):
+def test_rate_limit_per_agent_with_headers(api_client, org, owner, new_agent, peer, make_user):
     from coordination import throttling
 
     throttling.local_window.clear()
@@ -412,11 +486,6 @@ def test_rate_limit_per_agent_with_headers_and_admin_exemption(api_client, org, 
     assert refused["RateLimit"].startswith('"caller";r=0;t=')
     assert AuditLog.objects.filter(action="rate_limit.refused").count() == 1
     assert MessageLog.objects.filter(status="rejected", http_status=429).count() == 1
-    # An organization owner is exempt.
-    api_client.force_login(owner)
-    response = post_echo(api_client, envelope(new_agent.agent, peer.agent))
-    assert response.status_code == 200, response.content
-    assert "X-RateLimit-Limit" not in response
 
 
 def test_rate_limit_per_organization_and_switch(api_client, org, new_agent, peer, settings):

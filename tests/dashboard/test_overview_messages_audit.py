@@ -264,3 +264,10 @@ def test_audit_filters(owner_client, org, pair):
     until = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     assert actions(f"?until={until}") == ["key.rotated"]
     assert "No audit rows match" in owner_client.get(reverse("dashboard:audit") + "?action=zzz").content.decode()
+
+
+def test_the_echo_tab_tells_a_member_that_sending_needs_owner_or_admin(member_client, owner_client, pair):
+    from django.urls import reverse
+
+    assert 'data-testid="echo-members-read"' in member_client.get(reverse("dashboard:echo")).content.decode()
+    assert 'data-testid="echo-members-read"' not in owner_client.get(reverse("dashboard:echo")).content.decode()
