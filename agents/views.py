@@ -3,8 +3,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework_simplejwt import views as jwt_views
 
 from agents import services
+from agents.login_guard import LoginGuardThrottle
 from agents.models import Agent
 from agents.permissions import OrganizationRole
 from agents.scoping import OrganizationScopedMixin
@@ -85,3 +87,9 @@ class AgentViewSet(
         serializer.is_valid(raise_exception=True)
         services.revoke_keys(agent, prefix=serializer.validated_data.get("prefix"), request=request)
         return Response(AgentSerializer(self.get_object()).data)
+
+
+class TokenObtainPairView(jwt_views.TokenObtainPairView):
+    """POST /api/v1/auth/token/: simplejwt's, behind the same password-guessing policy as every login."""
+
+    throttle_classes = [LoginGuardThrottle]

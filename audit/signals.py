@@ -28,6 +28,8 @@ def on_login(sender, request, user, **kwargs):
 
 @receiver(user_login_failed, dispatch_uid="audit_user_login_failed")
 def on_login_failed(sender, credentials, request=None, **kwargs):
+    if getattr(request, "axes_locked_out", False):
+        return  # refused before the password was checked: audited as auth.login_throttled
     # Django masks the password in ``credentials``; only the username is kept.
     username = str(credentials.get("username", ""))[:MAX_USERNAME]
     record(

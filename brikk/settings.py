@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_prometheus",
     "django_filters",
+    "axes",
     "audit",
     "agents",
     "coordination",
@@ -90,6 +91,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "brikk.dashboard.middleware.DashboardReferrerPolicyMiddleware",
+    # Last but for the metrics: turns a refused login (django-axes) into its 429 answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -195,9 +198,22 @@ LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "dashboard:login"
 
-# Dashboard login throttle (django-ratelimit): failed logins per client IP and per username in a window.
+# Password guessing, on every login door (agents/login_guard.py, on django-axes): failed logins per
+# username at one address, per address and per username, remembered for a window.
 BRIKK_LOGIN_MAX_FAILURES = env_int("BRIKK_LOGIN_MAX_FAILURES", 5, minimum=1)
+BRIKK_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("BRIKK_LOGIN_MAX_FAILURES_PER_ADDRESS", 25, minimum=1)
+BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME = env_int("BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME", 25, minimum=1)
 BRIKK_LOGIN_FAILURE_WINDOW_SECONDS = env_int("BRIKK_LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "agents.login_guard.LoginGuardHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = BRIKK_LOGIN_MAX_FAILURES  # informational: the three limits are the handler's
+AXES_COOLOFF_TIME = "agents.login_guard.cool_off"
+AXES_CLIENT_IP_CALLABLE = "agents.login_guard.client_address"
+AXES_LOCKOUT_CALLABLE = "agents.login_guard.lockout_response"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts neither count nor extend the wait
+AXES_ENABLE_ADMIN = False  # failures live in the cache, not in axes' tables
+AXES_VERBOSE = False
 # A cache outage must not lock every user out of the dashboard.
 RATELIMIT_FAIL_OPEN = True
 # How often the dashboard's live panels poll while the browser tab is visible.

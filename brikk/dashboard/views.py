@@ -22,11 +22,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents import services
 from agents.models import Agent
 from agents.scoping import SESSION_KEY
-from audit.actions import AuditAction
 from audit.filters import AuditLogFilter
 from audit.models import AuditLog
-from audit.services import record
-from brikk.dashboard import queries, throttle
+from brikk.dashboard import queries
 from brikk.dashboard.access import dashboard_view
 from brikk.dashboard.filters import DashboardMessageFilter
 from brikk.dashboard.forms import AgentCreateForm, AgentForm, AgentStatusForm, SwitchOrganizationForm
@@ -82,30 +80,11 @@ def go_to(request, url: str):
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login (authenticate() and login() fire the audited auth signals), with failed
-    attempts throttled per client IP and per username."""
+    """Django's login: authenticate() and login() fire the audited auth signals, and django-axes refuses
+    password guessing with the policy of every login door (agents/login_guard.py)."""
 
     template_name = "registration/login.html"
     redirect_authenticated_user = True
-
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if throttle.login_blocked(request, username):
-            record(
-                AuditAction.USER_LOGIN_THROTTLED,
-                outcome=AuditLog.Outcome.DENIED,
-                request=request,
-                details={"username": username[:150]},
-            )
-            context = {"retry_seconds": settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS, "username": username}
-            response = render(request, "registration/throttled.html", context, status=429)
-            response["Retry-After"] = str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
-            return response
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        throttle.count_failure(self.request, self.request.POST.get("username", ""))
-        return super().form_invalid(form)
 
 
 class LogoutView(auth_views.LogoutView):

@@ -70,11 +70,11 @@ def test_dashboard_logins_failed_logins_and_logouts_are_audited(owner):
     assert logout.actor_id == str(owner.pk)
 
 
-def test_failed_logins_are_throttled_per_ip(owner, settings):
+def test_failed_logins_are_throttled_per_username_at_an_address(owner, settings):
     settings.BRIKK_LOGIN_MAX_FAILURES = 3
     client = Client()
-    for attempt in range(3):
-        assert post_login(client, f"nobody{attempt}", "wrong").status_code == 200
+    for _ in range(3):
+        assert post_login(client, "owner", "wrong").status_code == 200
     response = post_login(client, "owner", PASSWORD)  # even the right password waits
     assert response.status_code == 429
     assert response["Retry-After"] == str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
@@ -83,16 +83,69 @@ def test_failed_logins_are_throttled_per_ip(owner, settings):
     row = AuditLog.objects.get(action="auth.login_throttled")
     assert row.outcome == AuditLog.Outcome.DENIED
     assert row.client_ip == "10.0.0.1"
-    # Another address is not affected.
+    assert AuditLog.objects.filter(action="user.login_failed").count() == 3  # the refusal is not a 4th failure
+    # The same user from another address is not affected.
     assert post_login(Client(), "owner", PASSWORD, ip="10.0.0.2").status_code == 302
 
 
+def test_an_intruder_never_locks_another_user_out_at_the_same_address(owner, settings):
+    """Five failures for `intruder` once locked the real user out of the dashboard from the same address."""
+    for _ in range(settings.BRIKK_LOGIN_MAX_FAILURES + 2):
+        post_login(Client(), "intruder", "guess")
+    assert post_login(Client(), "intruder", "guess").status_code == 429
+    assert post_login(Client(), "owner", PASSWORD).status_code == 302
+
+
+def test_password_spraying_from_one_address_is_throttled(owner, settings):
+    settings.BRIKK_LOGIN_MAX_FAILURES_PER_ADDRESS = 4
+    for attempt in range(4):
+        assert post_login(Client(), f"nobody{attempt}", "wrong").status_code == 200
+    assert post_login(Client(), "owner", PASSWORD).status_code == 429
+    assert post_login(Client(), "owner", PASSWORD, ip="10.0.0.9").status_code == 302
+
+
 def test_failed_logins_are_throttled_per_username_across_addresses(owner, settings):
-    settings.BRIKK_LOGIN_MAX_FAILURES = 3
+    settings.BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME = 3
     for attempt in range(3):
         post_login(Client(), "Owner", "wrong", ip=f"10.0.1.{attempt}")
     assert post_login(Client(), "owner", PASSWORD, ip="10.0.2.1").status_code == 429
     assert post_login(Client(), "member-x", "wrong", ip="10.0.2.1").status_code == 200
+
+
+def test_the_admin_login_follows_the_same_policy(owner, settings):
+    settings.BRIKK_LOGIN_MAX_FAILURES = 2
+    owner.is_staff = True
+    owner.save()
+    client = Client()
+    for _ in range(2):
+        page = client.post("/admin/login/", {"username": "owner", "password": "wrong"}, REMOTE_ADDR="10.0.3.1")
+        assert page.status_code == 200
+    refused = client.post("/admin/login/", {"username": "owner", "password": PASSWORD}, REMOTE_ADDR="10.0.3.1")
+    assert refused.status_code == 429 and refused["Retry-After"] == str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
+    assert AuditLog.objects.filter(action="auth.login_throttled", details__path="/admin/login/").count() == 1
+
+
+def test_the_token_endpoint_follows_the_same_policy(owner, settings):
+    from rest_framework.test import APIClient
+
+    settings.BRIKK_LOGIN_MAX_FAILURES = 2
+    api = APIClient(REMOTE_ADDR="10.0.4.1")
+    for _ in range(2):
+        assert api.post("/api/v1/auth/token/", {"username": "owner", "password": "x"}, format="json").status_code == 401
+    refused = api.post("/api/v1/auth/token/", {"username": "owner", "password": PASSWORD}, format="json")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert refused["Retry-After"] == str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
+    row = AuditLog.objects.get(action="auth.login_throttled")
+    assert (row.outcome, row.client_ip, row.details["path"]) == ("denied", "10.0.4.1", "/api/v1/auth/token/")
+    # The dashboard door counts the same failures (one policy): the pair is refused there too.
+    assert post_login(Client(), "owner", PASSWORD, ip="10.0.4.1").status_code == 429
+    assert (
+        APIClient(REMOTE_ADDR="10.0.4.2")
+        .post("/api/v1/auth/token/", {"username": "owner", "password": PASSWORD}, format="json")
+        .status_code
+        == 200
+    )
 
 
 def test_successful_logins_do_not_count(owner, settings):
