@@ -10,6 +10,9 @@ from agents.models import NAME_TAKEN, Agent
 
 METADATA_NOT_OBJECT = 'Metadata must be a JSON object, like {"team": "billing"}.'
 
+# The longest grace period a rotated-out key may keep working (API and dashboard).
+MAX_ROTATION_GRACE_SECONDS = 30 * 86400
+
 
 def check_name_free(organization_id, name: str, *, agent: Agent | None = None) -> str:
     """``name`` unless a live agent of the organization (other than ``agent``) already has it, ignoring
