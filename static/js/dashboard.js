@@ -177,6 +177,10 @@
      answer to this one). ``note`` says why nothing new is shown, if nothing is sent. */
   function resetResult(panel, note) {
     panel.querySelector("[data-echo-output]").hidden = true;
+    ["[data-echo-status]", "[data-echo-time]", "[data-echo-headers]", "[data-echo-body]"].forEach(function (part) {
+      panel.querySelector(part).textContent = "";
+    });
+    panel.querySelector("[data-echo-link]").hidden = true;
     var empty = panel.querySelector("[data-echo-empty]");
     empty.hidden = false;
     empty.querySelector("p").textContent = note;
