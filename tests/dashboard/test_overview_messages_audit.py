@@ -55,6 +55,13 @@ def test_overview_empty_state(owner_client):
     assert "No messages yet." in owner_client.get("/").content.decode()
 
 
+def test_overview_says_its_refresh_interval_in_words(owner_client, settings):
+    settings.BRIKK_DASHBOARD_POLL_SECONDS = 5
+    assert "refreshed every 5 seconds while" in owner_client.get("/").content.decode()
+    settings.BRIKK_DASHBOARD_POLL_SECONDS = 60
+    assert "refreshed every 1 minute while" in owner_client.get("/").content.decode()
+
+
 def test_overview_partial_and_live_fragment(owner_client, org, pair, make_message):
     partial = htmx(owner_client, "/").content.decode()
     assert "<html" not in partial and "<title>Overview · Brikk</title>" in partial
