@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import connections, models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -117,8 +118,11 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # Names are unique per organization ignoring case ("Alpha" and "alpha" are one name),
+            # among live agents; agents/rules.py checks the same expression first, with a message.
             models.UniqueConstraint(
-                fields=["organization", "name"],
+                models.F("organization"),
+                Lower("name"),
                 condition=~models.Q(status="deleted"),
                 name="agent_name_unique_in_org",
                 violation_error_message=NAME_TAKEN,

@@ -3,16 +3,26 @@
 ``ValidationError``, which both DRF serializers and Django forms report against the field."""
 
 from django.core.exceptions import ValidationError
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 from agents.models import NAME_TAKEN, Agent
 
 METADATA_NOT_OBJECT = 'Metadata must be a JSON object, like {"team": "billing"}.'
 
+# The longest grace period a rotated-out key may keep working (API and dashboard).
+MAX_ROTATION_GRACE_SECONDS = 30 * 86400
+
 
 def check_name_free(organization_id, name: str, *, agent: Agent | None = None) -> str:
-    """``name`` unless a live agent of the organization (other than ``agent``) already has it. The
-    database's ``agent_name_unique_in_org`` constraint is the backstop under concurrency."""
-    clash = Agent.objects.live().filter(organization_id=organization_id, name=name)
+    """``name`` unless a live agent of the organization (other than ``agent``) already has it, ignoring
+    case ("Billing-Bot" and "billing-bot" are the same name). It compares ``Lower(name)`` as the
+    database's ``agent_name_unique_in_org`` constraint does, which is the backstop under concurrency."""
+    clash = (
+        Agent.objects.live()
+        .alias(lower_name=Lower("name"))
+        .filter(organization_id=organization_id, lower_name=Lower(Value(name)))
+    )
     if agent is not None:
         clash = clash.exclude(pk=agent.pk)
     if clash.exists():

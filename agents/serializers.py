@@ -79,7 +79,7 @@ class IssuedCredentialsSerializer(serializers.Serializer):
 
 
 class RotateKeySerializer(serializers.Serializer):
-    grace_seconds = serializers.IntegerField(required=False, min_value=0, max_value=30 * 86400)
+    grace_seconds = serializers.IntegerField(required=False, min_value=0, max_value=rules.MAX_ROTATION_GRACE_SECONDS)
 
 
 class RevokeKeySerializer(serializers.Serializer):

@@ -1,23 +1,42 @@
+import json
 from datetime import datetime, time
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from agents import rules
 from agents.models import Agent
+from brikk.dashboard import wording
 
 # Statuses a person may set from the dashboard; deletion has its own confirmed action.
 SETTABLE_STATUSES = [(value, label) for value, label in Agent.Status.choices if value != Agent.Status.DELETED]
 
 
 class MetadataField(forms.JSONField):
-    """A JSON object (``rules.check_metadata``); an empty textarea means ``{}``."""
+    """A JSON object (``rules.check_metadata``). An empty textarea means ``{}``, and no metadata is
+    shown as an empty textarea (never ``null``); an object is shown indented, as everywhere else."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
-        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"}))
+        attrs = {"rows": 4, "spellcheck": "false", "class": "mono", "placeholder": '{"team": "billing"}'}
+        kwargs.setdefault("widget", forms.Textarea(attrs=attrs))
         kwargs.setdefault("help_text", 'Optional JSON object, for example {"team": "billing"}.')
         super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value  # what the person typed, kept as typed
+        if value in (None, "", {}):
+            return ""
+        return wording.pretty_json(value)
+
+    def has_changed(self, initial, data):
+        try:
+            data = self.to_python(data)
+        except forms.ValidationError:
+            return True
+        return json.dumps(initial or {}, sort_keys=True) != json.dumps(data or {}, sort_keys=True)
 
     def clean(self, value):
         value = super().clean(value)
@@ -66,6 +85,39 @@ class AgentCreateForm(AgentForm):
 
 class AgentStatusForm(forms.Form):
     status = forms.ChoiceField(choices=SETTABLE_STATUSES)
+
+
+# Grace periods offered when rotating a key, besides the configured default (BRIKK_API_KEY_ROTATION_GRACE_SECONDS,
+# what the API uses when none is given); all within the API's limit (rules.MAX_ROTATION_GRACE_SECONDS).
+GRACE_PRESETS = (0, 5 * 60, 3600, 86400, 7 * 86400)
+
+
+def grace_choices() -> list[tuple[int, str]]:
+    default = settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS
+    choices = []
+    for seconds in sorted({*GRACE_PRESETS, default}):
+        label = "None: the current key stops working now" if seconds == 0 else wording.duration(seconds)
+        choices.append((seconds, f"{label} (default)" if seconds == default else label))
+    return choices
+
+
+class RotateKeyForm(forms.Form):
+    """How long the current keys keep working after a rotation (``services.rotate_key``). Not given,
+    it is the configured default, as in the API."""
+
+    grace_seconds = forms.TypedChoiceField(
+        coerce=int,
+        label="Grace period",
+        help_text="How long the current key keeps working, so the agent can switch to the new one.",
+    )
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None and not data.get("grace_seconds"):
+            data = data.copy()
+            data["grace_seconds"] = settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS
+        super().__init__(data, *args, **kwargs)
+        self.fields["grace_seconds"].choices = grace_choices()
+        self.fields["grace_seconds"].initial = settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS
 
 
 class SwitchOrganizationForm(forms.Form):

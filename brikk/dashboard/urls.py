@@ -18,6 +18,7 @@ urlpatterns = [
     path("agents/<uuid:pk>/status/", views.agent_status, name="agent-status"),
     path("agents/<uuid:pk>/rotate-key/", views.agent_rotate, name="agent-rotate"),
     path("agents/<uuid:pk>/revoke-keys/", views.agent_revoke, name="agent-revoke"),
+    path("agents/<uuid:pk>/keys/<str:prefix>/revoke/", views.agent_key_revoke, name="agent-key-revoke"),
     path("agents/<uuid:pk>/delete/", views.agent_delete, name="agent-delete"),
     path("echo/", views.echo, name="echo"),
     path("messages/", views.message_list, name="messages"),

@@ -6,12 +6,10 @@ renders only the tab's content into ``#main`` (see ``render_page``). A live pane
 (see ``render_fragment``).
 """
 
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,12 +20,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents import services
 from agents.models import Agent
 from agents.scoping import SESSION_KEY
-from audit.filters import AuditLogFilter
 from audit.models import AuditLog
-from brikk.dashboard import queries
+from brikk.dashboard import queries, wording
 from brikk.dashboard.access import dashboard_view
-from brikk.dashboard.filters import DashboardMessageFilter
-from brikk.dashboard.forms import AgentCreateForm, AgentForm, AgentStatusForm, SwitchOrganizationForm
+from brikk.dashboard.filters import DashboardAuditFilter, DashboardMessageFilter, without_blanks
+from brikk.dashboard.forms import AgentCreateForm, AgentForm, AgentStatusForm, RotateKeyForm, SwitchOrganizationForm
 from brikk.dashboard.pagination import NEWER, OLDER, paginate
 from coordination.models import MessageLog
 
@@ -204,44 +201,68 @@ def agent_status(request, pk):
     if form.is_valid():
         if form.cleaned_data["status"] != agent.status:
             services.update_agent(agent, request=request, user=request.user, status=form.cleaned_data["status"])
-            messages.success(request, f"{agent.name} is now {agent.get_status_display().lower()}.")
+            messages.success(request, f"{agent.name} is now {wording.status_phrase(agent.status)}.")
     else:
         messages.error(request, "Choose one of the listed statuses.")
     return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
 
 
-def _confirm(request, agent, action: str):
-    return render_page(request, "dashboard/agent_confirm.html", {"agent": agent, "action": action}, tab="agents")
+def _confirm(request, agent, action: str, **context):
+    context = {"agent": agent, "action": action, **context}
+    return render_page(request, "dashboard/agent_confirm.html", context, tab="agents")
 
 
 @require_http_methods(["GET", "POST"])
 @dashboard_view(write=True)
 def agent_rotate(request, pk):
+    """A new key, shown once; the current keys keep working for the chosen grace period."""
     agent = _agent(request, pk)
-    if request.method == "GET":
-        return _confirm(request, agent, "rotate")
-    issued = services.rotate_key(agent, request=request, user=request.user)
+    form = RotateKeyForm(request.POST if request.method == "POST" else None)
+    if request.method == "GET" or not form.is_valid():
+        return _confirm(request, agent, "rotate", form=form)
+    grace_seconds = form.cleaned_data["grace_seconds"]
+    now = timezone.now()
+    replaced = sum(key.is_usable(now) for key in agent.api_keys.all())
+    issued = services.rotate_key(agent, grace_seconds=grace_seconds, request=request, user=request.user)
     context = {
         "agent": agent,
         "api_key": issued.plaintext,
         "rotated": True,
-        "grace_seconds": settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS,
+        "grace_seconds": grace_seconds,
+        "replaced_keys": replaced,
     }
     return render_secret(request, "dashboard/agent_credentials.html", context)
+
+
+def _revoked(request, agent, prefixes: list[str]):
+    if prefixes:
+        messages.success(request, wording.keys_revoked(len(prefixes), agent.name))
+    else:
+        messages.info(request, f"{agent.name} had no live keys to revoke.")
+    return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
 
 
 @require_http_methods(["GET", "POST"])
 @dashboard_view(write=True)
 def agent_revoke(request, pk):
+    """Revoke every key of the agent."""
     agent = _agent(request, pk)
     if request.method == "GET":
         return _confirm(request, agent, "revoke")
-    prefixes = services.revoke_keys(agent, request=request, user=request.user)
-    if prefixes:
-        messages.success(request, f"Revoked {len(prefixes)} key(s) of {agent.name}; they stop working now.")
-    else:
-        messages.info(request, f"{agent.name} had no live keys to revoke.")
-    return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+    return _revoked(request, agent, services.revoke_keys(agent, request=request, user=request.user))
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def agent_key_revoke(request, pk, prefix):
+    """Revoke one key of the agent (by its prefix); its other keys keep working."""
+    agent = _agent(request, pk)
+    key = agent.api_keys.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if key is None:
+        raise Http404("No live key with this prefix.")
+    if request.method == "GET":
+        return _confirm(request, agent, "revoke-key", key=key)
+    return _revoked(request, agent, services.revoke_keys(agent, prefix=key.prefix, request=request, user=request.user))
 
 
 @require_http_methods(["GET", "POST"])
@@ -264,18 +285,19 @@ def _page_args(request) -> dict:
 
 
 def _filter_query(request) -> str:
-    """The current filters as a query string, without the page position."""
-    params = request.GET.copy()
+    """The current filters as a query string, without the page position and the fields left at
+    their defaults (empty)."""
+    params = without_blanks(request.GET) or {}
     for name in ("cursor", "direction"):
         params.pop(name, None)
-    return params.urlencode()
+    return params.urlencode() if params else ""
 
 
 @require_GET
 @dashboard_view(audit=True)
 def audit_list(request):
     queryset = AuditLog.objects.filter(organization_id=request.organization_id)
-    filterset = AuditLogFilter(request.GET or None, queryset=queryset)
+    filterset = DashboardAuditFilter(request.GET, queryset=queryset)
     page = paginate(filterset.qs, **_page_args(request))
     for entry in page.items:
         entry.resource_url = queries.audit_resource_url(entry)
@@ -289,7 +311,7 @@ def audit_list(request):
 
 def _message_filter(request):
     queryset = MessageLog.objects.filter(organization_id=request.organization_id).select_related("sender", "recipient")
-    return DashboardMessageFilter(request.GET or None, queryset=queryset, organization_id=request.organization_id)
+    return DashboardMessageFilter(request.GET, queryset=queryset, organization_id=request.organization_id)
 
 
 def _message_page_context(request) -> dict:
@@ -323,12 +345,7 @@ def message_detail(request, pk):
     message = get_object_or_404(
         MessageLog.objects.select_related("sender", "recipient"), pk=pk, organization_id=request.organization_id
     )
-    context = {
-        "message": message,
-        "request_json": json.dumps(message.request_body, indent=2, sort_keys=True),
-        "response_json": json.dumps(message.response_body, indent=2, sort_keys=True),
-    }
-    return render_page(request, "dashboard/message_detail.html", context, tab="messages")
+    return render_page(request, "dashboard/message_detail.html", {"message": message}, tab="messages")
 
 
 # --- Echo test --------------------------------------------------------------------------------

@@ -58,6 +58,51 @@
     }
   });
 
+  /* --- Rows that stand for a page (a message, an agent): a click anywhere on the row opens it --- */
+  document.addEventListener("click", function (event) {
+    var row = event.target.closest("[data-row-link]");
+    if (!row || event.defaultPrevented || event.button !== 0) return;
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    if (event.target.closest("a, button, input, select, textarea, summary, label")) return;
+    var selection = window.getSelection();
+    if (selection && !selection.isCollapsed) return; // selecting text to copy, not opening
+    var target = row.querySelector("[data-row-target]");
+    if (target) target.click(); // the row's own link, so htmx boosting applies
+  });
+
+  /* --- Tabs: when they do not fit (phone width), hint at the side that has more, and keep the
+     current tab in view --- */
+  function updateTabHints() {
+    document.querySelectorAll("[data-tabs-bar]").forEach(function (bar) {
+      var nav = bar.querySelector(".tabs");
+      if (!nav) return;
+      var hidden = nav.scrollWidth - nav.clientWidth;
+      bar.toggleAttribute("data-more-left", hidden > 1 && nav.scrollLeft > 1);
+      bar.toggleAttribute("data-more-right", hidden > 1 && nav.scrollLeft < hidden - 1);
+    });
+  }
+  function revealCurrentTab() {
+    var nav = document.querySelector("[data-tabs-bar] .tabs");
+    if (nav && !nav.brikkRevealed) { // a new tab bar (page load, or swapped in by a tab switch)
+      nav.brikkRevealed = true;
+      var current = nav.querySelector('[aria-current="page"]');
+      if (current) {
+        var bar = nav.getBoundingClientRect();
+        var tab = current.getBoundingClientRect();
+        if (tab.right > bar.right) nav.scrollLeft += tab.right - bar.right + 40;
+        else if (tab.left < bar.left) nav.scrollLeft -= bar.left - tab.left + 40;
+      }
+    }
+    updateTabHints();
+  }
+  document.addEventListener("scroll", function (event) {
+    if (event.target.classList && event.target.classList.contains("tabs")) updateTabHints();
+  }, true);
+  window.addEventListener("resize", updateTabHints);
+  window.addEventListener("load", updateTabHints);
+  document.addEventListener("htmx:afterSettle", revealCurrentTab);
+  document.addEventListener("DOMContentLoaded", revealCurrentTab);
+
   /* --- Organization switcher submits on change --- */
   document.addEventListener("change", function (event) {
     var form = event.target.closest("form[data-autosubmit]");
@@ -128,6 +173,19 @@
     return shown;
   }
 
+  /* Before each send: nothing from an earlier send stays on screen (a stale 200 would read as the
+     answer to this one). ``note`` says why nothing new is shown, if nothing is sent. */
+  function resetResult(panel, note) {
+    panel.querySelector("[data-echo-output]").hidden = true;
+    ["[data-echo-status]", "[data-echo-time]", "[data-echo-headers]", "[data-echo-body]"].forEach(function (part) {
+      panel.querySelector(part).textContent = "";
+    });
+    panel.querySelector("[data-echo-link]").hidden = true;
+    var empty = panel.querySelector("[data-echo-empty]");
+    empty.hidden = false;
+    empty.querySelector("p").textContent = note;
+  }
+
   function renderResult(panel, result) {
     panel.querySelector("[data-echo-empty]").hidden = true;
     panel.querySelector("[data-echo-output]").hidden = false;
@@ -177,8 +235,10 @@
     if (!form) return;
     event.preventDefault();
     clearErrors(form);
+    var panel = document.querySelector("[data-echo-result]");
     var parsed = parsePayload(form.elements.payload.value);
     if (parsed.error) {
+      resetResult(panel, "Not sent: correct the payload, then send again.");
       setError(form, "payload", parsed.error);
       form.elements.payload.focus();
       return;
@@ -195,7 +255,7 @@
     var headers = { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrfToken() };
     if (form.elements.async.checked) headers["Prefer"] = "respond-async";
     var button = form.querySelector("[type=submit]");
-    var panel = document.querySelector("[data-echo-result]");
+    resetResult(panel, "Sending…");
     button.disabled = true;
     form.classList.add("is-sending");
     var started = performance.now();

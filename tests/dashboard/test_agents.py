@@ -189,7 +189,7 @@ def test_revoke_asks_then_revokes_every_key(owner_client, agent):
     url = reverse("dashboard:agent-revoke", args=[agent.pk])
     assert "Revoke all keys of alpha?" in owner_client.get(url).content.decode()
     response = owner_client.post(url, follow=True)
-    assert "Revoked 1 key(s) of alpha" in response.content.decode()
+    assert "Revoked 1 key of alpha; it stops working now." in response.content.decode()
     assert not agent.api_keys.filter(revoked_at__isnull=True).exists()
 
 
@@ -216,13 +216,19 @@ WRITE_VIEWS = [
     ("post", "dashboard:agent-rotate", True, {}),
     ("get", "dashboard:agent-revoke", True, None),
     ("post", "dashboard:agent-revoke", True, {}),
+    ("get", "dashboard:agent-key-revoke", "key", None),
+    ("post", "dashboard:agent-key-revoke", "key", {}),
+    ("post", "dashboard:agent-rotate", True, {"grace_seconds": "0"}),
     ("get", "dashboard:agent-delete", True, None),
     ("post", "dashboard:agent-delete", True, {}),
 ]
 
 
 def _call(client, method, name, needs_agent, data, agent):
-    url = reverse(name, args=[agent.pk]) if needs_agent else reverse(name)
+    if needs_agent == "key":  # one of the agent's keys, by its prefix
+        url = reverse(name, args=[agent.pk, agent.api_keys.get().prefix])
+    else:
+        url = reverse(name, args=[agent.pk]) if needs_agent else reverse(name)
     return getattr(client, method)(url, data) if method == "post" else client.get(url)
 
 
@@ -256,13 +262,13 @@ def test_owners_and_admins_may_write(request, login, role, agent, method, name, 
 
 @pytest.mark.parametrize("role_client", ["owner_client", "org_admin_client", "member_client"])
 @pytest.mark.parametrize(
-    ("method", "name", "data"),
-    [("get", "dashboard:agent-detail", None)] + [(m, n, d) for m, n, needs, d in WRITE_VIEWS if needs],
+    ("method", "name", "needs", "data"),
+    [("get", "dashboard:agent-detail", True, None)] + [w for w in WRITE_VIEWS if w[2]],
 )
-def test_another_organizations_agent_is_not_found(request, role_client, other_agent, method, name, data):
+def test_another_organizations_agent_is_not_found(request, role_client, other_agent, method, name, needs, data):
     client = request.getfixturevalue(role_client)
     before = _agent_state(other_agent)
-    response = _call(client, method, name, True, data, other_agent)
+    response = _call(client, method, name, needs, data, other_agent)
     # Members are refused writes before the lookup (403); nobody learns the agent exists.
     assert response.status_code == (403 if role_client == "member_client" and name != "dashboard:agent-detail" else 404)
     assert _agent_state(other_agent) == before
@@ -272,3 +278,174 @@ def test_member_may_read_an_agent(member_client, agent):
     response = member_client.get(reverse("dashboard:agent-detail", args=[agent.pk]))
     assert response.status_code == 200
     assert "alpha" in response.content.decode()
+
+
+# --- Issue 9: rotation with a grace period, one key revoked, names, metadata, wording -----------------
+
+
+def _grace_left(key):
+    key.refresh_from_db()
+    return (key.expires_at - key.rotated_at).total_seconds()
+
+
+def test_rotation_offers_a_grace_period_defaulting_to_the_configured_one(owner_client, agent, settings):
+    settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS = 3600
+    body = owner_client.get(reverse("dashboard:agent-rotate", args=[agent.pk])).content.decode()
+    assert 'name="grace_seconds"' in body
+    assert '<option value="3600" selected>1 hour (default)</option>' in body
+    assert '<option value="0">None: the current key stops working now</option>' in body
+    assert '<option value="604800">7 days</option>' in body
+    assert "3600 seconds" not in body
+
+
+@pytest.mark.parametrize(
+    ("grace", "sentence"), [("300", "keeps working for 5 minutes"), ("86400", "keeps working for 1 day")]
+)
+def test_rotation_uses_the_chosen_grace_period(owner_client, agent, grace, sentence):
+    old = agent.api_keys.get()
+    response = owner_client.post(reverse("dashboard:agent-rotate", args=[agent.pk]), {"grace_seconds": grace})
+    assert response.status_code == 200
+    assert _grace_left(old) == int(grace)
+    assert old.revoked_at is None
+    body = response.content.decode()
+    assert f"The previous key {sentence}" in body and "then expires." in body
+    assert "Copy this key now: it is shown only once." in body and "they are shown" not in body
+    row = AuditLog.objects.get(action="key.rotated", resource_id=str(agent.pk))
+    assert row.details["grace_seconds"] == int(grace)
+
+
+def test_rotation_without_grace_stops_the_old_key_now(owner_client, agent):
+    old = agent.api_keys.get()
+    response = owner_client.post(reverse("dashboard:agent-rotate", args=[agent.pk]), {"grace_seconds": "0"})
+    old.refresh_from_db()
+    assert old.revoked_at is not None
+    assert "The previous key has stopped working." in response.content.decode()
+
+
+def test_rotation_refuses_a_grace_period_not_offered(owner_client, agent):
+    response = owner_client.post(reverse("dashboard:agent-rotate", args=[agent.pk]), {"grace_seconds": "99999999"})
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    assert agent.api_keys.count() == 1  # nothing rotated
+
+
+def test_each_live_key_can_be_revoked_on_its_own(owner_client, agent):
+    first = agent.api_keys.get()
+    rotated = owner_client.post(reverse("dashboard:agent-rotate", args=[agent.pk]), {"grace_seconds": "3600"})
+    second = agent.api_keys.exclude(pk=first.pk).get()
+    detail = owner_client.get(reverse("dashboard:agent-detail", args=[agent.pk])).content.decode()
+    for key in (first, second):
+        assert reverse("dashboard:agent-key-revoke", args=[agent.pk, key.prefix]) in detail
+    url = reverse("dashboard:agent-key-revoke", args=[agent.pk, first.prefix])
+    confirm = owner_client.get(url).content.decode()
+    assert f"Revoke key brk_{first.prefix}… of alpha?" in confirm
+    assert "other keys keep working" in confirm
+    response = owner_client.post(url, follow=True)
+    assert "Revoked 1 key of alpha; it stops working now." in response.content.decode()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.revoked_at is not None and second.revoked_at is None
+    assert keys.verify(rotated.context["api_key"]).agent_id == str(agent.pk)  # the other key still works
+    row = AuditLog.objects.get(action="key.revoked", resource_id=str(agent.pk))
+    assert row.details["key_prefixes"] == [first.prefix]
+    # A revoked key has no revoke control any more, and revoking it again is a 404.
+    detail = owner_client.get(reverse("dashboard:agent-detail", args=[agent.pk])).content.decode()
+    assert url not in detail
+    assert owner_client.post(url).status_code == 404
+
+
+def test_revoking_all_keys_counts_them(owner_client, agent):
+    owner_client.post(reverse("dashboard:agent-rotate", args=[agent.pk]), {"grace_seconds": "3600"})
+    response = owner_client.post(reverse("dashboard:agent-revoke", args=[agent.pk]), follow=True)
+    assert "Revoked 2 keys of alpha; they stop working now." in response.content.decode()
+
+
+def test_a_key_of_another_agent_is_not_found(owner_client, agent, org, make_agent):
+    other = make_agent(org, name="other").agent
+    prefix = other.api_keys.get().prefix
+    assert owner_client.get(reverse("dashboard:agent-key-revoke", args=[agent.pk, prefix])).status_code == 404
+    assert owner_client.post(reverse("dashboard:agent-key-revoke", args=[agent.pk, prefix])).status_code == 404
+    assert other.api_keys.get().revoked_at is None
+
+
+@pytest.mark.parametrize("name", ["ALPHA", "Alpha", " alpha "])
+def test_create_refuses_a_name_differing_only_in_case(owner_client, agent, name):
+    response = owner_client.post(reverse("dashboard:agent-create"), {"name": name, "status": "active"})
+    assert "An agent with this name already exists" in response.content.decode()
+    assert Agent.objects.count() == 1
+
+
+def test_a_rename_to_another_agents_name_in_other_case_is_refused(owner_client, agent, org):
+    beta = owner_client.post(reverse("dashboard:agent-create"), {"name": "beta", "status": "active"})
+    assert beta.status_code == 200
+    beta = Agent.objects.get(name="beta")
+    refused = owner_client.post(reverse("dashboard:agent-edit", args=[beta.pk]), {"name": "ALPHA"})
+    assert "An agent with this name already exists" in refused.content.decode()
+    own = owner_client.post(reverse("dashboard:agent-edit", args=[agent.pk]), {"name": "Alpha", "description": ""})
+    assert own.status_code == 302
+    agent.refresh_from_db()
+    assert agent.name == "Alpha"
+
+
+def test_new_agent_form_starts_with_empty_metadata_not_null(owner_client):
+    body = owner_client.get(reverse("dashboard:agent-create")).content.decode()
+    textarea = body.split('name="metadata"')[1].split("</textarea>")[0]
+    assert "null" not in textarea
+    assert textarea.rstrip().endswith(">")  # empty, with a placeholder example
+    assert 'placeholder="{&quot;team&quot;: &quot;billing&quot;}"' in body
+
+
+def test_edit_form_shows_metadata_as_indented_json_and_an_unchanged_box_is_no_change(owner_client, agent):
+    agent.metadata = {"team": "ops", "tags": ["a", "b"], "enabled": True, "note": None}
+    agent.save()
+    body = owner_client.get(reverse("dashboard:agent-edit", args=[agent.pk])).content.decode()
+    assert "&quot;enabled&quot;: true" in body and "&quot;note&quot;: null" in body
+    assert "True" not in body and "None" not in body and "&#x27;team&#x27;" not in body
+    shown = body.split('name="metadata"')[1].split(">", 1)[1].split("</textarea>")[0]
+    response = owner_client.post(
+        reverse("dashboard:agent-edit", args=[agent.pk]),
+        {"name": "alpha", "description": "First agent", "metadata": shown.replace("&quot;", '"')},
+    )
+    assert response.status_code == 302
+    assert not AuditLog.objects.filter(action="agent.updated").exists()  # nothing changed, nothing audited
+
+
+def test_agent_detail_shows_metadata_as_json_not_python(owner_client, agent):
+    agent.metadata = {"enabled": True, "note": None, "name": "ünïcode"}
+    agent.save()
+    body = owner_client.get(reverse("dashboard:agent-detail", args=[agent.pk])).content.decode()
+    shown = body.split('data-testid="metadata">')[1].split("</pre>")[0]
+    expected = '{\n  "enabled": true,\n  "name": "ünïcode",\n  "note": null\n}'
+    assert shown == expected.replace('"', "&quot;")
+
+
+@pytest.mark.parametrize(
+    ("status", "sentence"),
+    [("maintenance", "alpha is now in maintenance."), ("idle", "alpha is now idle.")],
+)
+def test_status_change_is_said_in_words(owner_client, agent, status, sentence):
+    response = owner_client.post(reverse("dashboard:agent-status", args=[agent.pk]), {"status": status}, follow=True)
+    assert sentence in response.content.decode()
+
+
+def test_the_agents_page_has_no_broken_possessive(owner_client, org, agent):
+    org.name = "Acme Robotics"
+    org.save()
+    body = owner_client.get(reverse("dashboard:agents")).content.decode()
+    assert "Robotics&#x27;s" not in body and "Robotics's" not in body
+    assert "The agents of Acme Robotics" in body
+
+
+def test_a_new_agents_credentials_page_speaks_of_both_secrets(owner_client):
+    body = owner_client.post(reverse("dashboard:agent-create"), {"name": "x", "status": "active"}).content.decode()
+    assert "Copy these now: they are shown only once." in body
+    assert "I have stored them — continue" in body
+
+
+def test_times_are_relative_with_just_now_and_absolute_in_utc(owner_client, agent):
+    body = owner_client.get(reverse("dashboard:agents")).content.decode()
+    assert "0\xa0minutes" not in body and "0 minutes" not in body
+    assert ">just now</time>" in body  # the key was issued a moment ago
+    detail = owner_client.get(reverse("dashboard:agent-detail", args=[agent.pk])).content.decode()
+    created = agent.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f">{created}</time>" in detail  # absolute times name the zone

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from agents import keys
-from agents.models import Agent
+from agents import keys, services
+from agents.models import Agent, Membership
 from coordination.models import MessageLog
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still synchronous.
@@ -139,7 +139,7 @@ def test_staff_daily_path(page, live_server, org, owner, make_agent):
     assert keys.verify(api_key).agent_id == str(sender.pk)
     shot(page, "agent-created")
     page.get_by_role("button", name="Copy").first.click()
-    page.get_by_role("link", name="I have stored it — continue").click()
+    page.get_by_role("link", name="I have stored them — continue").click()
     page.wait_for_url(f"{live_server.url}/agents/{sender.pk}/")
     assert api_key not in page.content()
     assert still_same_document(page)
@@ -208,18 +208,39 @@ def test_staff_daily_path(page, live_server, org, owner, make_agent):
     tab(page, "Audit")
     page.wait_for_url(f"{live_server.url}/audit/")
     page.get_by_test_id("audit-table").get_by_text("agent.created").first.wait_for()
+    page.get_by_test_id("audit-table").locator("details summary").first.click()  # details as indented JSON
+    assert page.get_by_test_id("audit-table").locator("details[open] pre").inner_text().startswith("{\n  ")
     shot(page, "audit")
 
-    # Rotate the key: confirmation, then the new key once.
+    # Rotate the key with a grace period of our choosing: confirmation, then the new key once.
     page.goto(f"/agents/{sender.pk}/")
     page.get_by_role("link", name="Rotate key").click()
     page.get_by_role("heading", name="Rotate the key of e2e-sender?").wait_for()
+    assert page.input_value("#id_grace_seconds") == "3600"  # the configured default is preselected
+    page.select_option("#id_grace_seconds", label="5 minutes")
+    shot(page, "rotate-key")
     page.get_by_role("button", name="Rotate key").click()
     page.get_by_test_id("credentials").wait_for()
     new_key = page.input_value("[data-testid=api-key]")
     assert new_key.startswith("brk_") and new_key != api_key
     assert keys.verify(new_key).agent_id == str(sender.pk)
+    assert page.get_by_text("The previous key keeps working for 5 minutes, then expires.").is_visible()
+    assert page.get_by_text("Copy this key now: it is shown only once.").is_visible()
     shot(page, "key-rotated")
+    assert keys.verify(api_key).agent_id == str(sender.pk)  # still in its grace period
+
+    # Revoke only the old key, from its row.
+    page.get_by_role("link", name="I have stored it — continue").click()
+    old_prefix = api_key.split(".")[0].removeprefix("brk_")
+    page.locator(f'tr[data-key="{old_prefix}"]').get_by_role("link", name="Revoke").click()
+    page.get_by_role("heading", name=f"Revoke key brk_{old_prefix}… of e2e-sender?").wait_for()
+    page.get_by_role("button", name="Revoke this key").click()
+    page.get_by_text("Revoked 1 key of e2e-sender; it stops working now.").wait_for()
+    page.locator(f'tr[data-key="{old_prefix}"]').get_by_text("revoked").wait_for()
+    with pytest.raises(keys.KeyRejected):
+        keys.verify(api_key)
+    assert keys.verify(new_key).agent_id == str(sender.pk)
+    shot(page, "agent-detail")
 
     # Phone width: the table turns into labelled rows.
     page.set_viewport_size({"width": 390, "height": 844})
@@ -250,3 +271,193 @@ def test_member_sees_a_read_only_dashboard_and_live_status(page, live_server, or
     Agent.objects.filter(pk=agent.pk).update(status=Agent.Status.MAINTENANCE)
     row.get_by_text("Maintenance").wait_for()  # the live table picks it up without a reload
     assert still_same_document(page)
+
+
+# --- Issue 9: what a new user tripped on ---------------------------------------------------------------
+
+
+def log_in(page, username):
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/login/).*$"))
+
+
+def overflow(page) -> int:
+    """How far the page is wider than the window (0: nothing runs off to the side)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_every_filter_form_submitted_with_its_defaults_shows_every_row(
+    page, live_server, org, owner, make_agent, make_message
+):
+    sender, receiver = make_agent(org, name="sender").agent, make_agent(org, name="receiver").agent
+    for status in ("delivered", "failed", "rejected"):
+        make_message(org, sender, receiver, status=status)
+    log_in(page, "owner")
+    forms = {"/messages/": "[data-testid=message-table] tbody tr", "/audit/": "[data-testid=audit-table] tbody tr"}
+    for path, rows in forms.items():
+        page.goto(path)
+        before = page.locator(rows).count()
+        assert before > 0
+        for form in range(page.locator("form.filters").count()):
+            page.locator("form.filters").nth(form).get_by_role("button", name="Filter").click()
+            page.wait_for_url(re.compile(re.escape(path) + r"\?"))
+            page.locator(rows).first.wait_for()
+            assert page.locator(".alert-danger").count() == 0, f"{path}: {page.locator('.alert-danger').inner_text()}"
+            assert page.get_by_text("Select a valid choice").count() == 0
+            assert page.locator(rows).count() == before, path
+    # A real choice still filters.
+    page.goto("/messages/")
+    page.select_option("#f-status", "failed")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"status=failed"))
+    page.wait_for_function("document.querySelectorAll('[data-testid=message-table] tbody tr').length === 1")
+
+
+def test_echo_clears_the_previous_answer_before_each_send(page, live_server, org, owner, make_agent):
+    make_agent(org, name="one")
+    make_agent(org, name="two")
+    log_in(page, "owner")
+    page.goto("/echo/")
+    status = page.get_by_test_id("echo-status")
+    page.get_by_test_id("echo-send").click()
+    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    assert status.is_visible()
+    for bad in ('{"ping": ', "[1, 2]", "  "):
+        page.fill("#echo-payload", bad)
+        page.get_by_test_id("echo-send").click()
+        page.locator('[data-error-for="payload"]').wait_for()
+        assert not status.is_visible(), f"the previous 200 is still shown after {bad!r}"
+        assert not page.get_by_text("Open in message logs").is_visible()
+        assert page.get_by_test_id("echo-note").inner_text() == "Not sent: correct the payload, then send again."
+    assert MessageLog.objects.count() == 1
+    page.fill("#echo-payload", '{"ping": 2}')
+    page.get_by_test_id("echo-send").click()
+    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    assert MessageLog.objects.count() == 2
+
+
+def test_the_403_page_keeps_the_header_and_the_tabs(page, live_server, org, member):
+    log_in(page, "member")
+    response = page.goto("/audit/")
+    assert response.status == 403
+    page.get_by_role("heading", name="Not allowed").wait_for()
+    assert page.locator("header.topbar").is_visible()
+    assert page.get_by_role("button", name="Log out").is_visible()
+    tabs = page.locator("nav.tabs")
+    assert tabs.is_visible() and tabs.get_by_role("link", name="Agents").is_visible()
+    tabs.get_by_role("link", name="Message logs").click()  # the way on is right there
+    page.wait_for_url(f"{live_server.url}/messages/")
+    page.get_by_role("heading", name="Message logs").wait_for()
+
+
+def test_message_rows_show_distinguishing_ids_and_open_on_click(
+    page, live_server, org, owner, make_agent, make_message
+):
+    sender, receiver = make_agent(org, name="sender").agent, make_agent(org, name="receiver").agent
+    made = [make_message(org, sender, receiver, type=kind) for kind in ("message", "event", "command")]
+    log_in(page, "owner")
+    page.goto("/messages/")
+    rows = page.locator("[data-testid=message-table] tbody tr")
+    rows.first.wait_for()
+    shown = [rows.nth(i).locator(".message-id").inner_text() for i in range(rows.count())]
+    assert sorted(shown) == sorted(str(message.pk) for message in made)  # whole ids, each one different
+    assert len(set(shown)) == 3
+    # A click anywhere on a row (here on its type) opens the message.
+    event = next(message for message in made if message.type == "event")
+    rows.filter(has_text="event").get_by_text("event", exact=True).click()
+    page.wait_for_url(f"{live_server.url}/messages/{event.pk}/")
+    page.get_by_role("heading", name="Request body").wait_for()
+    assert page.get_by_test_id("message-id").inner_text() == str(event.pk)
+    # Selecting text in a row (to copy it) does not open it.
+    page.go_back()
+    rows.first.wait_for()
+    box = rows.first.get_by_text("sender → receiver").bounding_box()
+    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    assert page.evaluate("String(window.getSelection())").strip()
+    page.wait_for_timeout(300)
+    assert page.url == f"{live_server.url}/messages/"
+
+
+@pytest.mark.parametrize("organizations", [1, 2])
+def test_phone_width_short_header_and_tabs_that_show_they_scroll(
+    page, live_server, org, owner, make_org, organizations
+):
+    org.name = "Acme Robotics"
+    org.save()
+    if organizations == 2:  # the top bar then has the organization switcher
+        services.add_member(make_org("Globex Corporation"), owner, Membership.Role.ADMIN)
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, "owner")
+    page.goto("/")
+    header = page.locator("header.topbar").bounding_box()
+    assert header["height"] <= 60, f"the header takes {header['height']} px"
+    assert page.get_by_role("button", name="Log out").is_visible()
+    if organizations == 2:
+        assert page.locator("#org-select").is_visible()
+    bar = page.locator("[data-tabs-bar]")
+    tabs = page.locator("nav.tabs")
+    assert tabs.bounding_box()["y"] < 60
+    assert page.evaluate(
+        "(() => { const n = document.querySelector('nav.tabs'); return n.scrollWidth > n.clientWidth })()"
+    )
+    assert bar.count() == 1, "no scroll hint around the tabs"
+    hint = "(side) => getComputedStyle(document.querySelector('[data-tabs-bar]'), side).opacity"
+    page.wait_for_function(f"({hint})('::after') === '1'")  # more tabs to the right
+    assert page.evaluate(hint, "::before") == "0"
+    if organizations == 1:
+        shot(page, "overview-phone", full_page=False)
+    tabs.evaluate("(nav) => nav.scrollTo({left: nav.scrollWidth})")
+    page.wait_for_function(f"({hint})('::after') === '0' && ({hint})('::before') === '1'")
+    assert bar.get_attribute("data-more-left") is not None
+    # The current tab is scrolled into view, even the last one.
+    page.goto("/audit/")
+    current = tabs.locator('[aria-current="page"]')
+    box, nav = current.bounding_box(), tabs.bounding_box()
+    assert box["x"] >= nav["x"] and box["x"] + box["width"] <= nav["x"] + nav["width"] + 1
+    assert overflow(page) == 0
+    # Wide enough for every tab: no hint.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function(f"({hint})('::after') === '0' && ({hint})('::before') === '0'")
+
+
+LONG_NAME = "x" * 120
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_long_names_wrap_and_the_agents_table_keeps_its_key_columns(page, live_server, org, owner, make_agent, width):
+    long = make_agent(org, name=LONG_NAME, owner=owner, description="d" * 300).agent
+    make_agent(org, name="Quite-a-long-name-with-dashes-that-never-breaks-on-its-own-" + "y" * 60, owner=owner)
+    org.name = "Acme Robotics International Holdings " + "z" * 80
+    org.save()
+    page.set_viewport_size({"width": width, "height": 900})
+    log_in(page, "owner")
+    page.goto("/agents/")
+    page.locator(f'tr[data-agent="{LONG_NAME}"]').wait_for()
+    assert overflow(page) == 0
+    if width > 640:  # a real table: every column stays inside it, none is pushed off to scroll
+        wrap = page.locator("#agent-table .table-wrap")
+        assert wrap.evaluate("(el) => el.scrollWidth <= el.clientWidth")
+        right = wrap.bounding_box()["x"] + wrap.bounding_box()["width"]
+        for column in ("Key", "Key issued", "Key expires"):
+            box = page.get_by_role("columnheader", name=column, exact=True).bounding_box()
+            assert box["x"] + box["width"] <= right + 1, f"{column} is cut off"
+        shot(page, "agents-long-names")
+    for path in (
+        f"/agents/{long.pk}/",
+        f"/agents/{long.pk}/edit/",
+        f"/agents/{long.pk}/rotate-key/",
+        f"/agents/{long.pk}/revoke-keys/",
+        f"/agents/{long.pk}/delete/",
+        "/echo/",
+        "/messages/",
+        "/",
+    ):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        assert overflow(page) == 0, f"{path} runs off the page at {width} px"

@@ -55,6 +55,13 @@ def test_overview_empty_state(owner_client):
     assert "No messages yet." in owner_client.get("/").content.decode()
 
 
+def test_overview_says_its_refresh_interval_in_words(owner_client, settings):
+    settings.BRIKK_DASHBOARD_POLL_SECONDS = 5
+    assert "refreshed every 5 seconds while" in owner_client.get("/").content.decode()
+    settings.BRIKK_DASHBOARD_POLL_SECONDS = 60
+    assert "refreshed every 1 minute while" in owner_client.get("/").content.decode()
+
+
 def test_overview_partial_and_live_fragment(owner_client, org, pair, make_message):
     partial = htmx(owner_client, "/").content.decode()
     assert "<html" not in partial and "<title>Overview · Brikk</title>" in partial
@@ -271,3 +278,110 @@ def test_the_echo_tab_tells_a_member_that_sending_needs_owner_or_admin(member_cl
 
     assert 'data-testid="echo-members-read"' in member_client.get(reverse("dashboard:echo")).content.decode()
     assert 'data-testid="echo-members-read"' not in owner_client.get(reverse("dashboard:echo")).content.decode()
+
+
+# --- Issue 9: filters at their defaults, ids, JSON, times, error pages ------------------------------
+
+DEFAULT_MESSAGE_FILTERS = "?q=&agent=&status=&type=&since=&until="
+DEFAULT_AUDIT_FILTERS = "?q=&action=&outcome=&actor_kind=&since=&until="
+
+
+def test_message_filters_at_their_defaults_filter_nothing(member_client, org, pair, make_message):
+    delivered = make_message(org, *pair, status="delivered").pk
+    failed = make_message(org, *pair, status="failed").pk
+    for query, expected in (
+        (DEFAULT_MESSAGE_FILTERS, {delivered, failed}),
+        ("?status=", {delivered, failed}),
+        ("?type=&status=+&agent=", {delivered, failed}),
+        ("?status=failed&status=", {failed}),
+    ):
+        response = member_client.get(reverse("dashboard:messages") + query)
+        body = response.content.decode()
+        assert response.status_code == 200
+        assert "Select a valid choice" not in body and "alert-danger" not in body, query
+        assert {message.pk for message in response.context["page"].items} == expected, query
+    # The defaults are no filter at all: no "Clear", and the live table polls the plain first page.
+    body = member_client.get(reverse("dashboard:messages") + DEFAULT_MESSAGE_FILTERS).content.decode()
+    assert ">Clear<" not in body and 'hx-get="/messages/rows/?"' in body
+    rows = htmx(member_client, reverse("dashboard:message-rows") + DEFAULT_MESSAGE_FILTERS)
+    assert rows.status_code == 200 and len(rows.context["page"].items) == 2
+
+
+def test_audit_filters_at_their_defaults_filter_nothing(owner_client, org, pair):
+    unfiltered = owner_client.get(reverse("dashboard:audit")).context["page"].items
+    response = owner_client.get(reverse("dashboard:audit") + DEFAULT_AUDIT_FILTERS)
+    body = response.content.decode()
+    assert response.status_code == 200 and "alert-danger" not in body
+    assert response.context["page"].items == unfiltered and len(unfiltered) >= 2
+    assert ">Clear<" not in body
+
+
+def test_an_invalid_filter_value_is_still_reported(member_client, pair):
+    body = member_client.get(reverse("dashboard:messages") + "?status=bogus").content.decode()
+    assert "Select a valid choice" in body
+
+
+def test_message_rows_show_the_whole_id_and_open_on_click(member_client, org, pair, make_message):
+    made = [make_message(org, *pair) for _ in range(3)]
+    body = member_client.get(reverse("dashboard:messages")).content.decode()
+    for message in made:
+        assert f">{message.pk}</a>" in body  # whole: the first characters are the same time on every UUIDv7
+    assert body.count("<tr data-row-link>") == 3 and body.count("data-row-target") == 3
+
+
+def test_message_times_are_absolute_with_the_zone(member_client, org, pair, make_message):
+    message = make_message(org, *pair)
+    body = member_client.get(reverse("dashboard:messages")).content.decode()
+    assert f">{message.created_at.strftime('%Y-%m-%d %H:%M:%S')} UTC</time>" in body
+    detail = member_client.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
+    assert f">{message.received_at.strftime('%Y-%m-%d %H:%M:%S')} UTC</time>" in detail
+    assert f"<title>Message {message.pk} · Brikk</title>" in detail
+
+
+def test_message_bodies_are_indented_json(member_client, org, pair, make_message):
+    message = make_message(org, *pair, request_body={"payload": {"ok": True, "none": None}}, response_body=None)
+    body = member_client.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
+    assert "&quot;ok&quot;: true" in body and "&quot;none&quot;: null" in body
+    assert "No response yet." in body
+
+
+def test_audit_details_are_json_and_ids_are_told_apart(owner_client, org, pair):
+    # Two UUIDv7 message ids of the same millisecond: the same first characters, different ends.
+    ids = ["0196a3c2-7b1e-7c3d-9a4b-1f2e3d4c5b6a", "0196a3c2-7b1e-7f00-8123-abcdefabcdef"]
+    for resource_id in ids:
+        record(
+            "echo.delivered",
+            organization_id=org.pk,
+            resource_kind="message",
+            resource_id=resource_id,
+            details={"retry": False, "error": None, "fields": ["a"]},
+        )
+    body = owner_client.get(reverse("dashboard:audit")).content.decode()
+    assert "&quot;retry&quot;: false" in body and "&quot;error&quot;: null" in body
+    assert "False" not in body and "&#x27;retry&#x27;" not in body
+    assert 'title="0196a3c2-7b1e-7c3d-9a4b-1f2e3d4c5b6a">…1f2e3d4c5b6a</span>' in body
+    assert 'title="0196a3c2-7b1e-7f00-8123-abcdefabcdef">…abcdefabcdef</span>' in body
+    assert "0196a3c2-7b1…" not in body  # the old cut: the same for both
+    assert ">Time<" in body and " UTC</time>" in body
+
+
+def test_the_403_page_keeps_the_header_and_the_tabs(member_client, member):
+    response = member_client.get(reverse("dashboard:audit"))
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert 'class="topbar"' in body and 'id="tabs"' in body and "Log out" in body
+    assert f">{member.username} <span" in body or member.username in body
+    assert "owners and admins" in body
+
+
+def test_the_404_page_keeps_the_header_and_the_tabs(member_client, other_agent):
+    for url in (reverse("dashboard:agent-detail", args=[other_agent.pk]), "/no-such-page/"):
+        response = member_client.get(url)
+        body = response.content.decode()
+        assert response.status_code == 404
+        assert 'class="topbar"' in body and 'id="tabs"' in body, url
+
+
+def test_error_pages_for_anonymous_visitors_have_no_tabs(client, db):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and 'id="tabs"' not in response.content.decode()

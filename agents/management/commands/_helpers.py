@@ -32,7 +32,7 @@ def get_agent(value: str, organization: Organization | None = None) -> Agent:
         agent = agents.filter(pk=_as_uuid(value)).first()
         if agent is not None:
             return agent
-    matches = list(agents.filter(name=value)[:2])
+    matches = list(agents.filter(name=value)[:2]) or list(agents.filter(name__iexact=value)[:2])
     if len(matches) == 1:
         return matches[0]
     if matches:

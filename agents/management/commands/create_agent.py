@@ -1,8 +1,8 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from agents import services
+from agents import rules, services
 from agents.management.commands._helpers import get_organization, get_user
-from agents.models import Agent
 from brikk.lib.context import update_context
 
 
@@ -18,8 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args, name, org, owner, description, **options):
         update_context(actor_kind="system", actor_id="manage.py")
         organization = get_organization(org)
-        if Agent.objects.live().filter(organization=organization, name=name).exists():
-            raise CommandError(f"An agent named {name!r} already exists in {organization.slug}.")
+        try:
+            rules.check_name_free(organization.pk, name)
+        except ValidationError as error:
+            raise CommandError(f"{name!r}: {' '.join(error.messages)}") from None
         created = services.create_agent(
             organization, name=name, owner=get_user(owner) if owner else None, description=description
         )

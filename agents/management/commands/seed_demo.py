@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 ("demo-sender", "Sends demo echoes."),
                 ("demo-receiver", "Receives demo echoes."),
             ):
-                if not organization.agents.live().filter(name=name).exists():
+                if not organization.agents.live().filter(name__iexact=name).exists():
                     new_agents.append(
                         services.create_agent(organization, name=name, owner=user, description=description)
                     )
