@@ -76,6 +76,11 @@ def _address_allowed(address: str | None) -> bool:
         client = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
+        client = client.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if settings.BEHIND_PROXY and client.is_loopback:
+        # A proxy on the same host connects from loopback for every visitor: loopback proves nothing.
+        return False
     return any(client in ipaddress.ip_network(net, strict=False) for net in settings.BRIKK_METRICS_ALLOWED_IPS)
 
 
@@ -83,6 +88,8 @@ def may_scrape(request) -> bool:
     """A matching bearer token (BRIKK_METRICS_TOKEN), or a client address in BRIKK_METRICS_ALLOWED_IPS.
 
     The address is the connection's (REMOTE_ADDR), never a forwarded header a client could forge.
+    Behind the reverse proxy (DJANGO_BEHIND_PROXY) a loopback connection does not count: it may be
+    the proxy relaying anyone.
     """
     expected = settings.BRIKK_METRICS_TOKEN
     presented = _bearer_token(request)

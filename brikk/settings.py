@@ -47,7 +47,10 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+# Behind our reverse proxy (deploy/nginx.conf): trust the X-Forwarded-Proto and X-Forwarded-For it sets. The
+# connection's address is then the proxy's, so /metrics stops counting loopback as a trusted scraper.
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -200,6 +203,8 @@ BRIKK_LOGIN_MAX_FAILURES = env_int("BRIKK_LOGIN_MAX_FAILURES", 5, minimum=1)
 BRIKK_LOGIN_FAILURE_WINDOW_SECONDS = env_int("BRIKK_LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 # A cache outage must not lock every user out of the dashboard.
 RATELIMIT_FAIL_OPEN = True
+# The client's address, also behind the reverse proxy (the failed-login count is per client, not per proxy).
+RATELIMIT_IP_META_KEY = "brikk.lib.context.client_ip"
 # How often the dashboard's live panels poll while the browser tab is visible.
 BRIKK_DASHBOARD_POLL_SECONDS = env_int("BRIKK_DASHBOARD_POLL_SECONDS", 5, minimum=1, maximum=300)
 
