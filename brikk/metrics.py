@@ -9,11 +9,10 @@ after dead workers).
 
 import hmac
 import ipaddress
-import os
 
 from django.conf import settings
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 
 from brikk.lib.errors import ErrorCode, json_error_view
@@ -49,7 +48,9 @@ class LiveStateCollector:
 
 
 def multiprocess_mode() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    """Whether this process writes its values to PROMETHEUS_MULTIPROC_DIR: what prometheus_client chose
+    when it was imported, not what the environment says now (brikk/settings.py makes the two agree)."""
+    return values.ValueClass is not values.MutexValue
 
 
 def exposition() -> bytes:

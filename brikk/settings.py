@@ -8,6 +8,7 @@ DJANGO_DEBUG=false, which is the default.
 import base64
 import hashlib
 import ipaddress
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -280,6 +281,21 @@ for _network in BRIKK_METRICS_ALLOWED_IPS:
         raise ImproperlyConfigured(
             f"BRIKK_METRICS_ALLOWED_IPS holds {_network!r}, which is not an IP address or network."
         ) from None
+
+# Prometheus: with PROMETHEUS_MULTIPROC_DIR every process writes its values to files there and /metrics sums
+# them (gunicorn's workers). prometheus_client reads the variable once, when first imported; these settings
+# load before any app imports it. A process that imported it before the variable was set would count in
+# memory while /metrics reads the directory, and request metrics would vanish: it stops here instead.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    _prometheus_values = sys.modules.get("prometheus_client.values")
+    if _prometheus_values is not None and _prometheus_values.ValueClass is _prometheus_values.MutexValue:
+        raise ImproperlyConfigured(
+            "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported, so this process would count "
+            "in memory while /metrics reads the directory; set it in the environment before the server starts "
+            "(brikk/gunicorn.conf.py does)."
+        )
 
 # API keys: PBKDF2 work factor, verification cache, rotation grace, default lifetime.
 BRIKK_API_KEY_PBKDF2_ITERATIONS = env_int("BRIKK_API_KEY_PBKDF2_ITERATIONS", 1_000_000, minimum=1000)
