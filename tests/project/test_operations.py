@@ -144,7 +144,8 @@ def test_a_database_error_outside_drf_is_a_json_503_not_an_html_500(client, monk
     def broken(self, *args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(session_db.SessionStore, "load", broken)
+    # The database read of both session engines (db, and cached_db with Redis on a cache miss).
+    monkeypatch.setattr(session_db.SessionStore, "_get_session_from_db", broken)
     client.cookies["sessionid"] = "x" * 32
     client.raise_request_exception = False
     response = client.get("/admin/", HTTP_X_REQUEST_ID="db-down-000001")
