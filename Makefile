@@ -31,10 +31,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## run: install, migrate, seed the demo, print the login and serve on http://localhost:8000
+## run: install, migrate, seed the demo, print the login and serve on http://$(HOST):$(PORT)/
+## (the demo password is printed once and kept; RESET_PASSWORD=1 prints a new one)
 run: $(VENV)/.installed
 	DJANGO_DEBUG=true $(PY) manage.py migrate --no-input
-	DJANGO_DEBUG=true $(PY) manage.py seed_demo
+	DJANGO_DEBUG=true $(PY) manage.py seed_demo --url http://$(HOST):$(PORT)/ $(if $(RESET_PASSWORD),--reset-password)
 	DJANGO_DEBUG=true $(PY) manage.py runserver $(HOST):$(PORT)
 
 ## chromium: Debian's Chromium for the browser tests (never a downloaded browser)

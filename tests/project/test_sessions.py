@@ -18,7 +18,9 @@ def session_engine(**env) -> str:
     base.pop("REDIS_URL", None)
     base.update(DJANGO_DEBUG="true", DJANGO_SETTINGS_MODULE="brikk.settings", **env)
     code = "from django.conf import settings; print(settings.SESSION_ENGINE)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
