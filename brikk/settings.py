@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI from our own static files, not a CDN
     "django_htmx",
     "template_partials",
     "django_prometheus",
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "brikk.lib.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -239,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent coordination platform: agents, API keys and the echo workflow.",
     "VERSION": BRIKK_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: /api/docs/ works offline and pinned.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agents.models.Agent.Status",
@@ -329,6 +335,31 @@ def _fernet_keys() -> list[str]:
 
 
 BRIKK_ENCRYPTION_KEYS = _fernet_keys()
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------
+
+# Scripts, styles, images and fonts come from this server only: no CDN, no inline script, no eval
+# (htmx runs with allowEval off, templates/base.html). Two inline <style> blocks are allowed by
+# their hash: the 500 page's (it must not depend on static files) and Swagger UI's (/api/docs/).
+# tests/project/test_csp.py recomputes each from its template.
+BRIKK_CSP_STYLE_HASHES = {
+    "500.html": "'sha256-mvjjnkt7t8XQ35BwiDSdAf97PrCWd/Q/ASROVmCMVM8='",
+    "drf_spectacular/swagger_ui.html": "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='",
+}
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", *BRIKK_CSP_STYLE_HASHES.values()],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Static files ---------------------------------------------------------------------------
 

@@ -39,14 +39,15 @@ def test_gunicorn_started_without_a_multiproc_dir_still_reports_request_metrics(
         workers=2,
         log_path=tmp_path / "gunicorn.log",
         unset=("PROMETHEUS_MULTIPROC_DIR", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"),
-    ).start()
+    ).start(timeout=90)  # a busy 2-core machine can take a while to boot two workers
     try:
         before = healthz_count(server.get("/metrics").text)
         for _ in range(5):
             assert server.get("/healthz").status == 200
         scrape = server.get("/metrics")
-        assert scrape.status == 200, scrape.text
-        assert healthz_count(scrape.text) - before == 5, scrape.text[:2000]
+        log = (tmp_path / "gunicorn.log").read_text()[-3000:]
+        assert scrape.status == 200, scrape.text + log
+        assert healthz_count(scrape.text) - before == 5, scrape.text[:2000] + log
     finally:
         server.stop()
 

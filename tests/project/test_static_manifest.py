@@ -32,7 +32,7 @@ def server(tmp_path, static_root: Path) -> LiveServer:
 def test_without_a_manifest_the_server_refuses_to_start(tmp_path):
     live = server(tmp_path, tmp_path / "never-collected")
     with pytest.raises(RuntimeError, match="gunicorn exited"):
-        live.start(timeout=60)
+        live.start(timeout=90)
     live.stop()
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Static files: no static files manifest at" in log
@@ -52,7 +52,7 @@ def test_after_collectstatic_the_pages_link_hashed_files(tmp_path):
         timeout=120,
     )
     assert collected.returncode == 0, collected.stderr
-    live = server(tmp_path, static_root).start(timeout=60)
+    live = server(tmp_path, static_root).start(timeout=90)
     try:
         page = live.get("/login/")
         assert page.status == 200, page.text[:500]
