@@ -16,7 +16,7 @@ TEST_ENV = DJANGO_DEBUG=false DJANGO_HTTPS=false \
 	DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	BRIKK_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test test-services lint format bench chromium install install-dev clean
+.PHONY: run test test-services lint format bench chromium nginx install install-dev clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## run: install, migrate, seed the demo, print the login and serve on http://localhost:8000
+## run: install, migrate, seed the demo, print the login and serve on http://$(HOST):$(PORT)/
+## (the demo password is printed once and kept; RESET_PASSWORD=1 prints a new one)
 run: $(VENV)/.installed
 	DJANGO_DEBUG=true $(PY) manage.py migrate --no-input
-	DJANGO_DEBUG=true $(PY) manage.py seed_demo
+	DJANGO_DEBUG=true $(PY) manage.py seed_demo --url http://$(HOST):$(PORT)/ $(if $(RESET_PASSWORD),--reset-password)
 	DJANGO_DEBUG=true $(PY) manage.py runserver $(HOST):$(PORT)
 
 ## chromium: Debian's Chromium for the browser tests (never a downloaded browser)
@@ -43,12 +44,18 @@ chromium:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+## nginx: Debian's nginx for the reverse-proxy tests (tests/project/test_reverse_proxy.py start their own nginx processes)
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx; }
+
 ## test: install what the tests need and run them on the embedded defaults (SQLite, in-process cache)
-test: $(VENV)/.installed-dev chromium
+test: $(VENV)/.installed-dev chromium nginx
 	$(TEST_ENV) $(PY) -m pytest -m "not pg_redis" $(PYTEST_ARGS)
 
 ## test-services: the whole suite against the real PostgreSQL and Redis
-test-services: $(VENV)/.installed-dev chromium
+test-services: $(VENV)/.installed-dev chromium nginx
 	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

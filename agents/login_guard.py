@@ -11,12 +11,13 @@ is full:
 
 The first is the tight one, and it locks only the pair: an intruder's failures never lock another user out
 at the same address, nor the real user out at theirs. Successful logins are never counted. The client
-address is the connection's (REMOTE_ADDR), never a forwarded header a client could forge.
+address is the one audit rows carry (brikk.lib.context.client_ip), never a header a client could forge.
 """
 
 import hashlib
 from datetime import timedelta
 
+from axes.backends import AxesStandaloneBackend
 from axes.handlers.cache import AxesCacheHandler
 from axes.helpers import get_client_username
 from axes.signals import user_locked_out
@@ -62,6 +63,16 @@ def windows(request, credentials) -> list[tuple[str, int]]:
             (KEY_PREFIX + "username:" + _digest(username), settings.BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME),
         ]
     return found
+
+
+class LoginGuardBackend(AxesStandaloneBackend):
+    """Axes' backend (first in AUTHENTICATION_BACKENDS: refuses a login while a window is full), except
+    where no client is involved: authenticate() called without a request (manage.py, Django's test client)."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 class LoginGuardHandler(AxesCacheHandler):

@@ -107,6 +107,7 @@ def server_environment(args) -> dict[str, str]:
         BRIKK_HMAC_REQUIRED="true",
         BRIKK_RATE_LIMIT_AGENT_PER_MINUTE=str(RAISED_RATE_LIMIT),
         BRIKK_RATE_LIMIT_ORG_PER_MINUTE=str(RAISED_RATE_LIMIT),
+        BRIKK_MANIFEST_STATIC="false",  # no collectstatic: the benchmark serves no HTML page
     )
     env.pop("BRIKK_API_KEY_PBKDF2_ITERATIONS", None)  # production strength
     return env

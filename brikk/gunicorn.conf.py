@@ -3,16 +3,20 @@
     gunicorn -c brikk/gunicorn.conf.py brikk.wsgi
 
 Prometheus multiprocess mode: every worker writes its metrics to files in
-PROMETHEUS_MULTIPROC_DIR and /metrics sums them. The directory must be set before any worker
-imports prometheus_client, so it is prepared here, in the master, and emptied at start so that
-counters of a previous run do not linger; ``child_exit`` marks a dead worker's live gauges.
+PROMETHEUS_MULTIPROC_DIR and /metrics sums them. prometheus_client chooses where values go once,
+when it is first imported, and workers are forked from this master: so the directory is set here,
+before anything imports prometheus_client (this module imports it only inside ``child_exit``),
+and emptied at start so that counters of a previous run do not linger; ``child_exit`` marks a
+dead worker's live gauges. brikk/settings.py refuses to start a process in which the variable was
+set after the import.
 """
 
 import glob
 import os
 import tempfile
 
-from prometheus_client import multiprocess
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="brikk-prometheus-")
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - a container listens on all interfaces
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -30,9 +34,6 @@ errorlog = "-"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - gunicorn's heartbeat files
 wsgi_app = "brikk.wsgi:application"
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="brikk-prometheus-")
-
 
 def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
@@ -42,4 +43,6 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
+    from prometheus_client import multiprocess  # after PROMETHEUS_MULTIPROC_DIR is set (above)
+
     multiprocess.mark_process_dead(worker.pid)

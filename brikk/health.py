@@ -4,12 +4,21 @@ The database is required: without it nothing can be served (503). Redis is optio
 limiting fails open (BRIKK_RATE_LIMIT_FAIL_OPEN): key verification falls back to the database
 and the rate limiter lets requests through, so its loss is ``degraded``. The broker only carries
 asynchronous echoes; its loss is ``degraded`` too.
+
+Static files are checked once, when the server loads the application (``require_static_files`` in
+brikk/wsgi.py and brikk/asgi.py): without the manifest every HTML page would answer 500, so the
+server does not start.
 """
 
 import time
 from dataclasses import dataclass, field
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import ManifestFilesMixin
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import storages
 from django.db import connection
 
 OK, DOWN, SKIPPED = "ok", "down", "skipped"
@@ -116,3 +125,41 @@ def check_broker() -> Check:
 
 def readiness() -> Readiness:
     return Readiness({"database": check_database(), "redis": check_redis(), "broker": check_broker()})
+
+
+def static_files_problem() -> str | None:
+    """Why the pages cannot link their static files, or None.
+
+    With manifest storage (BRIKK_MANIFEST_STATIC, on by default in production) every ``{% static %}``
+    looks its file up in the manifest that ``collectstatic`` writes; no manifest, or one that lacks a
+    file the code ships (collected from an older release), makes every page that links it a 500.
+    """
+    storage = storages["staticfiles"]
+    if not isinstance(storage, ManifestFilesMixin):
+        return None
+    manifest = storage.path(storage.manifest_name)
+    try:
+        paths, _ = storage.load_manifest()
+    except ValueError as exc:
+        return f"{exc} at {manifest}; run `manage.py collectstatic`"
+    if not paths:
+        return (
+            f"no static files manifest at {manifest}: run `manage.py collectstatic` before starting "
+            "(or set BRIKK_MANIFEST_STATIC=false to serve unhashed files)"
+        )
+    ignore = apps.get_app_config("staticfiles").ignore_patterns
+    shipped = {path.replace("\\", "/") for finder in finders.get_finders() for path, _ in finder.list(ignore)}
+    missing = sorted(shipped - set(paths))
+    if missing:
+        return (
+            f"the static files manifest at {manifest} lacks {len(missing)} file(s) the code ships, "
+            f"e.g. {missing[0]}: run `manage.py collectstatic` again"
+        )
+    return None
+
+
+def require_static_files() -> None:
+    """Refuse to serve (at start) when the pages could not link their static files."""
+    problem = static_files_problem()
+    if problem:
+        raise ImproperlyConfigured(f"Static files: {problem}.")

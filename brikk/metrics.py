@@ -9,11 +9,10 @@ after dead workers).
 
 import hmac
 import ipaddress
-import os
 
 from django.conf import settings
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 
 from brikk.lib.errors import ErrorCode, json_error_view
@@ -49,7 +48,9 @@ class LiveStateCollector:
 
 
 def multiprocess_mode() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    """Whether this process writes its values to PROMETHEUS_MULTIPROC_DIR: what prometheus_client chose
+    when it was imported, not what the environment says now (brikk/settings.py makes the two agree)."""
+    return values.ValueClass is not values.MutexValue
 
 
 def exposition() -> bytes:
@@ -76,6 +77,11 @@ def _address_allowed(address: str | None) -> bool:
         client = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
+        client = client.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if settings.BEHIND_PROXY and client.is_loopback:
+        # A proxy on the same host connects from loopback for every visitor: loopback proves nothing.
+        return False
     return any(client in ipaddress.ip_network(net, strict=False) for net in settings.BRIKK_METRICS_ALLOWED_IPS)
 
 
@@ -83,6 +89,8 @@ def may_scrape(request) -> bool:
     """A matching bearer token (BRIKK_METRICS_TOKEN), or a client address in BRIKK_METRICS_ALLOWED_IPS.
 
     The address is the connection's (REMOTE_ADDR), never a forwarded header a client could forge.
+    Behind the reverse proxy (DJANGO_BEHIND_PROXY) a loopback connection does not count: it may be
+    the proxy relaying anyone.
     """
     expected = settings.BRIKK_METRICS_TOKEN
     presented = _bearer_token(request)

@@ -8,6 +8,7 @@ DJANGO_DEBUG=false, which is the default.
 import base64
 import hashlib
 import ipaddress
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,7 +48,10 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+# Behind our reverse proxy (deploy/nginx.conf): trust the X-Forwarded-Proto and X-Forwarded-For it sets. The
+# connection's address is then the proxy's, so /metrics stops counting loopback as a trusted scraper.
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -66,6 +70,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI from our own static files, not a CDN
     "django_htmx",
     "template_partials",
     "django_prometheus",
@@ -83,6 +88,7 @@ MIDDLEWARE = [
     "brikk.lib.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -168,6 +174,9 @@ if REDIS_URL:
         }
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    # Session state lives in Redis (read there, no database query per request); every write also goes
+    # to the database, so a Redis restart or outage logs nobody out.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "brikk"}}
 
@@ -205,7 +214,7 @@ BRIKK_LOGIN_MAX_FAILURES = env_int("BRIKK_LOGIN_MAX_FAILURES", 5, minimum=1)
 BRIKK_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("BRIKK_LOGIN_MAX_FAILURES_PER_ADDRESS", 25, minimum=1)
 BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME = env_int("BRIKK_LOGIN_MAX_FAILURES_PER_USERNAME", 25, minimum=1)
 BRIKK_LOGIN_FAILURE_WINDOW_SECONDS = env_int("BRIKK_LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1)
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["agents.login_guard.LoginGuardBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_HANDLER = "agents.login_guard.LoginGuardHandler"
 AXES_CACHE = "default"
 AXES_FAILURE_LIMIT = BRIKK_LOGIN_MAX_FAILURES  # informational: the three limits are the handler's
@@ -217,6 +226,8 @@ AXES_ENABLE_ADMIN = False  # failures live in the cache, not in axes' tables
 AXES_VERBOSE = False
 # A cache outage must not lock every user out of the dashboard.
 RATELIMIT_FAIL_OPEN = True
+# The client's address, also behind the reverse proxy (the failed-login count is per client, not per proxy).
+RATELIMIT_IP_META_KEY = "brikk.lib.context.client_ip"
 # How often the dashboard's live panels poll while the browser tab is visible.
 BRIKK_DASHBOARD_POLL_SECONDS = env_int("BRIKK_DASHBOARD_POLL_SECONDS", 5, minimum=1, maximum=300)
 
@@ -247,6 +258,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent coordination platform: agents, API keys and the echo workflow.",
     "VERSION": BRIKK_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: /api/docs/ works offline and pinned.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agents.models.Agent.Status",
@@ -293,6 +308,21 @@ for _network in BRIKK_METRICS_ALLOWED_IPS:
             f"BRIKK_METRICS_ALLOWED_IPS holds {_network!r}, which is not an IP address or network."
         ) from None
 
+# Prometheus: with PROMETHEUS_MULTIPROC_DIR every process writes its values to files there and /metrics sums
+# them (gunicorn's workers). prometheus_client reads the variable once, when first imported; these settings
+# load before any app imports it. A process that imported it before the variable was set would count in
+# memory while /metrics reads the directory, and request metrics would vanish: it stops here instead.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    _prometheus_values = sys.modules.get("prometheus_client.values")
+    if _prometheus_values is not None and _prometheus_values.ValueClass is _prometheus_values.MutexValue:
+        raise ImproperlyConfigured(
+            "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported, so this process would count "
+            "in memory while /metrics reads the directory; set it in the environment before the server starts "
+            "(brikk/gunicorn.conf.py does)."
+        )
+
 # API keys: PBKDF2 work factor, verification cache, rotation grace, default lifetime.
 BRIKK_API_KEY_PBKDF2_ITERATIONS = env_int("BRIKK_API_KEY_PBKDF2_ITERATIONS", 1_000_000, minimum=1000)
 BRIKK_API_KEY_CACHE_SECONDS = env_int("BRIKK_API_KEY_CACHE_SECONDS", 300, minimum=0, maximum=3600)
@@ -323,10 +353,35 @@ def _fernet_keys() -> list[str]:
 
 BRIKK_ENCRYPTION_KEYS = _fernet_keys()
 
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------
+
+# Scripts, styles, images and fonts come from this server only: no CDN, no inline script, no eval
+# (htmx runs with allowEval off, templates/base.html). Two inline <style> blocks are allowed by
+# their hash: the 500 page's (it must not depend on static files) and Swagger UI's (/api/docs/).
+# tests/project/test_csp.py recomputes each from its template.
+BRIKK_CSP_STYLE_HASHES = {
+    "500.html": "'sha256-mvjjnkt7t8XQ35BwiDSdAf97PrCWd/Q/ASROVmCMVM8='",
+    "drf_spectacular/swagger_ui.html": "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='",
+}
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", *BRIKK_CSP_STYLE_HASHES.values()],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # --- Static files ---------------------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("BRIKK_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

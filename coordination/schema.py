@@ -53,7 +53,7 @@ ECHO = {
         _header(
             "Idempotent-Replayed", "true when the answer is the stored answer of an earlier request.", response=True
         ),
-        _header("Retry-After", "Seconds to wait (429).", response=[429]),
+        _header("Retry-After", "Seconds to wait (429, 503).", response=[429, 503]),
         _header("Location", "The message's status URL (202).", response=[202]),
     ],
     "responses": {
@@ -69,7 +69,10 @@ ECHO = {
             "or message_id_reused (this sender already sent another message with this message_id)."
         ),
         429: _error("rate_limited: see Retry-After."),
-        503: _error("service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false."),
+        503: _error(
+            "service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false, or the database "
+            "unavailable; see Retry-After."
+        ),
     },
     "tags": ["coordination"],
 }

@@ -3,10 +3,13 @@
 A ``contextvars.ContextVar`` works for threads, gunicorn workers and asyncio alike.
 """
 
+import ipaddress
 import re
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
+
+from django.conf import settings
 
 # An incoming X-Request-ID is kept only if it is short and plain; anything else is replaced.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -39,9 +42,20 @@ def accept_request_id(incoming: str | None) -> str:
 
 
 def client_ip(request) -> str | None:
-    """The connection's address (REMOTE_ADDR), never a forwarded header a client could forge."""
+    """The client's address: the connection's (REMOTE_ADDR), or behind the reverse proxy
+    (DJANGO_BEHIND_PROXY) the address the proxy saw, which it puts last in X-Forwarded-For.
+
+    Only the last entry is the proxy's own word; anything before it came from the client. With the
+    flag off the header is ignored, since a client could forge it.
+    """
     if request is None:
         return None
+    if settings.BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass
     return request.META.get("REMOTE_ADDR") or None
 
 

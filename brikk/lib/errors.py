@@ -20,7 +20,8 @@ logger = logging.getLogger("brikk.api")
 
 # Raised by a database that cannot be reached: a 503 with Retry-After, never a 500.
 DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
-DATABASE_RETRY_AFTER_SECONDS = 5
+# Every 503 tells the client when to come back (Retry-After), whatever was unavailable.
+RETRY_AFTER_SECONDS = 5
 
 
 class ErrorCode(StrEnum):
@@ -66,9 +67,15 @@ class PayloadTooLarge(CodedError):
 
 
 class ServiceUnavailable(CodedError):
+    """A 503; ``retry_after`` seconds go out as ``Retry-After`` (every 503 carries one)."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = ErrorCode.SERVICE_UNAVAILABLE
     default_detail = "The service is temporarily unavailable; retry later."
+
+    def __init__(self, detail=None, code=None, details=None, retry_after: int = RETRY_AFTER_SECONDS):
+        super().__init__(detail, code, details)
+        self.retry_after = retry_after
 
 
 # DRF's own exception classes mapped to our stable codes.
@@ -146,6 +153,9 @@ def render_exception(exc) -> tuple[exceptions.APIException | None, Response | No
         response["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait))
+    elif status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        # Whatever is unavailable (database, rate limiter, ...), the client learns when to retry.
+        response["Retry-After"] = str(int(getattr(exc, "retry_after", RETRY_AFTER_SECONDS)))
     return exc, response
 
 
@@ -161,5 +171,5 @@ _database_unavailable = json_error_view(503, ErrorCode.SERVICE_UNAVAILABLE, "The
 
 def database_unavailable_response(request):
     response = _database_unavailable(request)
-    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -39,6 +39,27 @@
     toast("Network error: the server could not be reached.");
   });
 
+  /* --- Live panels: "brikk-poll" every data-poll-seconds while the tab is visible, and at once when it
+         becomes visible again. Plain code instead of an htmx trigger filter, which would need eval (CSP). --- */
+  var nextPoll = new WeakMap();
+  function pollPanels(force) {
+    if (document.visibilityState !== "visible" || !window.htmx) return;
+    var now = Date.now();
+    document.querySelectorAll("[data-poll-seconds]").forEach(function (panel) {
+      var every = (Number(panel.getAttribute("data-poll-seconds")) || 5) * 1000;
+      if (!nextPoll.has(panel) && !force) {
+        nextPoll.set(panel, now + every); // a panel just rendered is fresh: its first poll is one period away
+        return;
+      }
+      if (force || now >= nextPoll.get(panel)) {
+        nextPoll.set(panel, now + every);
+        window.htmx.trigger(panel, "brikk-poll");
+      }
+    });
+  }
+  setInterval(function () { pollPanels(false); }, 250);
+  document.addEventListener("visibilitychange", function () { pollPanels(true); });
+
   /* --- Copy buttons --- */
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");

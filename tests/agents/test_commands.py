@@ -71,8 +71,25 @@ def test_seed_demo_prints_login_and_is_rerunnable():
     assert user.is_staff and user.check_password("demo-pass-123")
     assert Membership.objects.get(user=user, organization=organization).role == "owner"
 
+    # Run again (make run does, each time): the password, and so every browser's session, is kept.
     again = run("seed_demo")
     assert organization.agents.count() == 2
-    new_password = re.search(r"password: (\S+)", again).group(1)
+    assert "password: unchanged" in again and "demo-pass-123" not in again
     user.refresh_from_db()
-    assert user.check_password(new_password)
+    assert user.check_password("demo-pass-123")
+
+    # Asked for: a new one.
+    reset = run("seed_demo", "--reset-password")
+    new_password = re.search(r"password: (\S+)", reset).group(1)
+    user.refresh_from_db()
+    assert new_password != "demo-pass-123" and user.check_password(new_password)
+
+
+def test_seed_demo_keeps_existing_sessions_valid(client):
+    run("seed_demo", "--password", "demo-pass-123")
+    assert client.login(username="demo", password="demo-pass-123")
+    assert client.get("/api/v1/agents/").status_code == 200
+    run("seed_demo")
+    assert client.get("/api/v1/agents/").status_code == 200  # still logged in
+    run("seed_demo", "--reset-password")
+    assert client.get("/api/v1/agents/").status_code in (401, 403)  # a new password ends the sessions

@@ -56,6 +56,11 @@ def test_messages_and_health_are_documented(schema):
     assert "/Health" in str(health["responses"]["200"])
 
 
-def test_schema_and_docs_are_served(client):
+def test_schema_and_docs_are_served(client, settings):
+    # Swagger UI links drf-spectacular-sidecar's static files; the manifest storage needs collectstatic.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from playwright.sync_api import expect
 
 from agents import keys, services
 from agents.models import Agent, Membership
@@ -55,11 +56,15 @@ def page(browser, live_server, settings):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
     page = context.new_page()
     page.set_default_timeout(10_000)
-    errors = []
+    errors, console_errors = [], []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
     yield page
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+    # Chromium reports every script, style, image or eval the Content-Security-Policy blocks on the console.
+    violations = [text for text in console_errors if "Content Security Policy" in text]
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 def shot(page, name, full_page=True):
@@ -164,7 +169,7 @@ def test_staff_daily_path(page, live_server, org, owner, make_agent):
     page.fill("#echo-payload", '{"ping": 1, "from": "the dashboard"}')
     page.get_by_test_id("echo-send").click()
     status = page.get_by_test_id("echo-status")
-    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    expect(page.get_by_test_id("echo-status")).to_have_text(re.compile(r"^200"))
     assert status.inner_text().startswith("200")
     assert re.match(r"round trip \d+\.\d ms", page.get_by_test_id("echo-time").inner_text())
     body = json.loads(page.get_by_test_id("echo-body").inner_text())
@@ -178,7 +183,7 @@ def test_staff_daily_path(page, live_server, org, owner, make_agent):
     page.evaluate("document.querySelector('#echo-sender').options[0].value = '00000000-0000-4000-8000-000000000000'")
     page.select_option("#echo-sender", index=0)
     page.get_by_test_id("echo-send").click()
-    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('403')")
+    expect(page.get_by_test_id("echo-status")).to_have_text(re.compile(r"^403"))
     sender_error = page.locator('[data-error-for="sender"]')
     assert "Not an active agent of your organization." in sender_error.inner_text()
 
@@ -189,7 +194,7 @@ def test_staff_daily_path(page, live_server, org, owner, make_agent):
     rows.first.wait_for()
     before = rows.count()
     assert send_echo_as_agent(live_server.url, api_key, str(sender.pk), str(receiver.pk)) == 200
-    page.wait_for_function(f"document.querySelectorAll('[data-testid=message-table] tbody tr').length === {before + 1}")
+    expect(rows).to_have_count(before + 1)
     assert still_same_document(page)
     shot(page, "message-logs")
     newest = MessageLog.objects.order_by("-created_at", "-id").first()
@@ -272,6 +277,23 @@ def test_member_sees_a_read_only_dashboard_and_live_status(page, live_server, or
     row.get_by_text("Maintenance").wait_for()  # the live table picks it up without a reload
     assert still_same_document(page)
 
+    # The live table stops polling while the tab is hidden and polls at once when it is visible again.
+    def visibility(state):
+        page.evaluate(
+            f"Object.defineProperty(document, 'visibilityState', {{configurable: true, get: () => '{state}'}});"
+            "document.dispatchEvent(new Event('visibilitychange'))"
+        )
+
+    polls = []
+    page.on("request", lambda request: "/agents/table/" in request.url and polls.append(request.url))
+    visibility("hidden")
+    page.wait_for_timeout(500)  # a poll already in flight lands
+    polls.clear()
+    page.wait_for_timeout(2500)  # 2.5 poll periods (BRIKK_DASHBOARD_POLL_SECONDS=1 here)
+    assert polls == []
+    with page.expect_request(lambda request: "/agents/table/" in request.url, timeout=500):
+        visibility("visible")
+
 
 # --- Issue 9: what a new user tripped on ---------------------------------------------------------------
 
@@ -313,7 +335,7 @@ def test_every_filter_form_submitted_with_its_defaults_shows_every_row(
     page.select_option("#f-status", "failed")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url(re.compile(r"status=failed"))
-    page.wait_for_function("document.querySelectorAll('[data-testid=message-table] tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=message-table] tbody tr').length === 1")
 
 
 def test_echo_clears_the_previous_answer_before_each_send(page, live_server, org, owner, make_agent):
@@ -323,7 +345,7 @@ def test_echo_clears_the_previous_answer_before_each_send(page, live_server, org
     page.goto("/echo/")
     status = page.get_by_test_id("echo-status")
     page.get_by_test_id("echo-send").click()
-    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    page.wait_for_function("() => document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
     assert status.is_visible()
     for bad in ('{"ping": ', "[1, 2]", "  "):
         page.fill("#echo-payload", bad)
@@ -335,7 +357,7 @@ def test_echo_clears_the_previous_answer_before_each_send(page, live_server, org
     assert MessageLog.objects.count() == 1
     page.fill("#echo-payload", '{"ping": 2}')
     page.get_by_test_id("echo-send").click()
-    page.wait_for_function("document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
+    page.wait_for_function("() => document.querySelector('[data-testid=echo-status]').textContent.startsWith('200')")
     assert MessageLog.objects.count() == 2
 
 
@@ -408,12 +430,16 @@ def test_phone_width_short_header_and_tabs_that_show_they_scroll(
     )
     assert bar.count() == 1, "no scroll hint around the tabs"
     hint = "(side) => getComputedStyle(document.querySelector('[data-tabs-bar]'), side).opacity"
-    page.wait_for_function(f"({hint})('::after') === '1'")  # more tabs to the right
+    # The hint's opacity on each side, [before, after] (a function with an argument: no eval under the CSP).
+    shows = "([before, after]) => { const bar = document.querySelector('[data-tabs-bar]');"
+    shows += " const o = (side) => getComputedStyle(bar, side).opacity;"
+    shows += " return (before === null || o('::before') === before) && o('::after') === after; }"
+    page.wait_for_function(shows, arg=[None, "1"])  # more tabs to the right
     assert page.evaluate(hint, "::before") == "0"
     if organizations == 1:
         shot(page, "overview-phone", full_page=False)
     tabs.evaluate("(nav) => nav.scrollTo({left: nav.scrollWidth})")
-    page.wait_for_function(f"({hint})('::after') === '0' && ({hint})('::before') === '1'")
+    page.wait_for_function(shows, arg=["1", "0"])
     assert bar.get_attribute("data-more-left") is not None
     # The current tab is scrolled into view, even the last one.
     page.goto("/audit/")
@@ -423,7 +449,7 @@ def test_phone_width_short_header_and_tabs_that_show_they_scroll(
     assert overflow(page) == 0
     # Wide enough for every tab: no hint.
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.wait_for_function(f"({hint})('::after') === '0' && ({hint})('::before') === '0'")
+    page.wait_for_function(shows, arg=["0", "0"])
 
 
 LONG_NAME = "x" * 120
@@ -461,3 +487,33 @@ def test_long_names_wrap_and_the_agents_table_keeps_its_key_columns(page, live_s
         page.goto(path)
         page.wait_for_load_state("networkidle")
         assert overflow(page) == 0, f"{path} runs off the page at {width} px"
+
+
+def test_admin_and_api_docs_work_offline_under_the_content_security_policy(page, live_server, make_user):
+    """Swagger UI comes from drf-spectacular-sidecar's static files: nothing is fetched from another host."""
+    foreign = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    response = page.goto("/api/docs/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.locator(".swagger-ui .opblock-tag").first.wait_for()
+    page.get_by_text("/api/v1/coordination", exact=True).first.wait_for()
+    assert page.title() == "Brikk API"
+
+    admin = make_user("root")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    page.goto("/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.get_by_role("link", name="Audit logs").click()
+    page.locator("#changelist").wait_for()
+    assert foreign == []

@@ -69,7 +69,7 @@ def test_overview_partial_and_live_fragment(owner_client, org, pair, make_messag
     live = htmx(owner_client, reverse("dashboard:overview-live"))
     body = live.content.decode()
     assert body.lstrip().startswith('<div id="overview-live"')
-    assert "visibilityState" in body and 'hx-swap="outerHTML"' in body
+    assert 'hx-trigger="brikk-poll"' in body and 'hx-swap="outerHTML"' in body
     assert 'data-testid="echoes-1-total">1<' in body
 
 
@@ -128,7 +128,7 @@ def test_message_rows_partial_polls_with_the_same_filters(member_client, org, pa
     body = response.content.decode()
     assert "<html" not in body and "<title>" not in body
     assert body.count("badge-danger") == 1 and "badge-success" not in body
-    assert "/messages/rows/?status=failed" in body and "visibilityState" in body
+    assert "/messages/rows/?status=failed" in body and "data-poll-seconds" in body
 
 
 def test_message_table_stops_polling_on_older_pages(member_client, org, pair, make_message):

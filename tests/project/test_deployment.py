@@ -37,7 +37,7 @@ def test_every_variable_compose_sets_for_brikk_is_read_by_the_settings():
     known = variables_read_by_the_project() | RUNTIME_VARIABLES
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "BRIKK_METRICS_TOKEN", "GUNICORN_WORKERS"} <= known
     services = compose()["services"]
-    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
+    assert {"proxy", "web", "worker", "beat", "postgres", "redis"} <= set(services)
     for name in ("web", "worker", "beat"):
         environment = services[name]["environment"]
         unknown = sorted(set(environment) - known)
@@ -60,6 +60,39 @@ def test_every_service_that_serves_has_a_healthcheck_and_commands_point_at_real_
     # The sealer runs in the worker and appends checkpoints to a file on the persistent volume.
     checkpoint = services["worker"]["environment"]["BRIKK_AUDIT_CHECKPOINT_FILE"]
     assert any(checkpoint.startswith(volume.split(":")[1]) for volume in services["worker"]["volumes"])
+
+
+def test_only_the_buffering_proxy_is_published_and_it_forwards_to_web():
+    """Slow clients must meet nginx (deploy/nginx.conf), never gunicorn (README, "Behind the reverse proxy")."""
+    from tests.support.nginx import PLACEHOLDERS, TEMPLATE
+
+    services = compose()["services"]
+    proxy, web = services["proxy"], services["web"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}, published
+    assert [port.split(":")[-1] for port in proxy["ports"]] == [proxy["environment"]["BRIKK_NGINX_LISTEN"]]
+    assert web["expose"] == ["8000"]
+    assert proxy["environment"]["BRIKK_UPSTREAM"] == "web:8000"
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    # The proxy refuses bodies over the server's own limit, and the server trusts what the proxy forwards.
+    assert proxy["environment"]["BRIKK_MAX_BODY_BYTES"] == web["environment"]["BRIKK_MAX_BODY_BYTES"]
+    assert web["environment"]["DJANGO_BEHIND_PROXY"] == "${DJANGO_BEHIND_PROXY:-true}"
+    assert proxy["build"]["dockerfile"] == "deploy/nginx.Dockerfile"
+
+    template = TEMPLATE.read_text()
+    assert set(re.findall(r"\$\{(BRIKK_[A-Z_]+)\}", template)) == set(PLACEHOLDERS)
+    for directive in (
+        "proxy_request_buffering on;",
+        "client_body_timeout 10s;",
+        "client_max_body_size ${BRIKK_MAX_BODY_BYTES};",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+    ):
+        assert directive in template, directive
+    image = (BASE_DIR / "deploy" / "nginx.Dockerfile").read_text()
+    assert "FROM debian:" in image and "apt-get install -y --no-install-recommends nginx" in image
+    assert "envsubst '" + " ".join(f"${{{name}}}" for name in PLACEHOLDERS) + "'" in image
+    assert set(re.findall(r"\b(BRIKK_[A-Z_]+)=", image)) == set(PLACEHOLDERS)  # a default for each
 
 
 def test_dockerfile_uses_the_gunicorn_config_and_a_non_root_user():

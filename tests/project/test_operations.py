@@ -70,6 +70,32 @@ def test_metrics_default_allows_loopback_only(settings):
     assert Client(REMOTE_ADDR="203.0.113.9").get("/metrics").status_code == 403
 
 
+def test_metrics_behind_the_proxy_do_not_trust_loopback(settings):
+    """A proxy on the same host connects from loopback for every visitor (DJANGO_BEHIND_PROXY)."""
+    settings.BEHIND_PROXY = True
+    settings.BRIKK_METRICS_TOKEN = "scrape-token-123"
+    settings.BRIKK_METRICS_ALLOWED_IPS = ["127.0.0.1/32", "::1/128", "10.1.0.0/16"]
+    for loopback in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "127.0.0.2"):
+        visitor = Client(REMOTE_ADDR=loopback)
+        assert visitor.get("/metrics").status_code == 403, loopback
+        # The forwarded address does not count either, whatever it says.
+        assert visitor.get("/metrics", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 403, loopback
+        assert visitor.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-123").status_code == 200, loopback
+    # A scraper that reaches the server directly, from an allowed network, still may.
+    assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 200
+
+
+def test_behind_the_proxy_audit_and_login_throttle_see_the_client_not_the_proxy(settings, rf):
+    from brikk.lib.context import client_ip
+
+    request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.5")
+    assert client_ip(request) == "127.0.0.1"  # without the flag the header is a client's claim
+    settings.BEHIND_PROXY = True
+    assert client_ip(request) == "203.0.113.5"  # the last entry is what the proxy saw
+    assert client_ip(rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="junk")) == "127.0.0.1"
+    assert settings.RATELIMIT_IP_META_KEY == "brikk.lib.context.client_ip"
+
+
 def _sample(text, name, **labels):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -118,7 +144,8 @@ def test_a_database_error_outside_drf_is_a_json_503_not_an_html_500(client, monk
     def broken(self, *args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(session_db.SessionStore, "load", broken)
+    # The database read of both session engines (db, and cached_db with Redis on a cache miss).
+    monkeypatch.setattr(session_db.SessionStore, "_get_session_from_db", broken)
     client.cookies["sessionid"] = "x" * 32
     client.raise_request_exception = False
     response = client.get("/admin/", HTTP_X_REQUEST_ID="db-down-000001")

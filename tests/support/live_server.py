@@ -35,9 +35,9 @@ class Response:
 
 
 class LiveServer:
-    def __init__(self, env: dict, *, workers: int = 2, log_path: Path):
+    def __init__(self, env: dict, *, workers: int = 2, log_path: Path, unset: tuple[str, ...] = ()):
         self.port = free_port()
-        self.env = {**os.environ, **env}
+        self.env = {name: value for name, value in {**os.environ, **env}.items() if name not in unset}
         self.workers = workers
         self.log_path = log_path
         self.process = None

@@ -1,0 +1,84 @@
+"""Debian's nginx with the repository's config (deploy/nginx.conf) in a subprocess, for tests.
+
+Everything it writes (pid, temporary files) stays under a private prefix directory; logs go to a file.
+"""
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from string import Template
+
+from tests.support.live_server import BASE_DIR, free_port
+
+TEMPLATE = BASE_DIR / "deploy" / "nginx.conf"
+PLACEHOLDERS = ("BRIKK_NGINX_LISTEN", "BRIKK_UPSTREAM", "BRIKK_MAX_BODY_BYTES")
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def render(**values) -> str:
+    """deploy/nginx.conf with its placeholders filled, as `envsubst '${BRIKK_...}'` does (nginx's own
+    $variables are left alone)."""
+    assert set(values) == set(PLACEHOLDERS), values
+    text = Template(TEMPLATE.read_text()).safe_substitute({name: str(value) for name, value in values.items()})
+    assert "${BRIKK_" not in text
+    return text
+
+
+class Nginx:
+    def __init__(self, upstream: str, *, max_body_bytes: int, log_path: Path):
+        self.port = free_port()
+        self.upstream = upstream
+        self.max_body_bytes = max_body_bytes
+        self.log_path = log_path
+        self.process = None
+        # Readable by nginx's unprivileged workers (which write request bodies into it) even when the
+        # test runs as root in a private temporary directory.
+        self.prefix = Path(tempfile.mkdtemp(prefix="brikk-nginx-"))
+        self.prefix.chmod(0o755)
+
+    def start(self, timeout: float = 20) -> "Nginx":
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is missing: `make nginx` installs Debian's package")
+        config = self.prefix / "nginx.conf"
+        config.write_text(
+            render(
+                BRIKK_NGINX_LISTEN=f"127.0.0.1:{self.port}",
+                BRIKK_UPSTREAM=self.upstream,
+                BRIKK_MAX_BODY_BYTES=self.max_body_bytes,
+            )
+        )
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(  # noqa: S603 - Debian's nginx, our own config
+            [binary, "-e", "stderr", "-p", f"{self.prefix}/", "-c", str(config), "-g", "daemon off;"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx did not listen: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None:
+            self.log.close()
+        shutil.rmtree(self.prefix, ignore_errors=True)
