@@ -48,7 +48,7 @@ def test_rotate_and_revoke_commands():
     assert keys.verify(new)
     with pytest.raises(keys.KeyRejected):
         keys.verify(old)
-    assert "Revoked 1 key(s)" in run("revoke_key", "stapler", "--org", "initech")
+    assert "Revoked 1 key of stapler" in run("revoke_key", "stapler", "--org", "initech")
     with pytest.raises(keys.KeyRejected) as rejected:
         keys.verify(new)
     assert rejected.value.reason == "revoked"

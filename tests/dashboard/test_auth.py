@@ -79,6 +79,7 @@ def test_failed_logins_are_throttled_per_username_at_an_address(owner, settings)
     assert response.status_code == 429
     assert response["Retry-After"] == str(settings.BRIKK_LOGIN_FAILURE_WINDOW_SECONDS)
     assert "Too many failed logins" in response.content.decode()
+    assert "Try again in 5 minutes." in response.content.decode()
     assert "_auth_user_id" not in client.session
     row = AuditLog.objects.get(action="auth.login_throttled")
     assert row.outcome == AuditLog.Outcome.DENIED

@@ -18,5 +18,8 @@ class Command(BaseCommand):
         target = get_agent(agent, get_organization(org) if org else None)
         revoked = services.revoke_keys(target, prefix=prefix)
         self.stdout.write(
-            self.style.SUCCESS(f"Revoked {len(revoked)} key(s) of {target.name}: {', '.join(revoked) or '-'}")
+            self.style.SUCCESS(
+                f"Revoked {len(revoked)} {'key' if len(revoked) == 1 else 'keys'} of {target.name}: "
+                f"{', '.join(revoked) or '-'}"
+            )
         )
