@@ -31,9 +31,11 @@ def server(tmp_path, static_root: Path) -> LiveServer:
 
 def test_without_a_manifest_the_server_refuses_to_start(tmp_path):
     live = server(tmp_path, tmp_path / "never-collected")
-    with pytest.raises(RuntimeError, match="gunicorn exited"):
-        live.start(timeout=90)
-    live.stop()
+    try:
+        with pytest.raises(RuntimeError, match="gunicorn exited"):
+            live.start(timeout=90)
+    finally:
+        live.stop()
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Static files: no static files manifest at" in log
     assert "run `manage.py collectstatic`" in log
