@@ -155,10 +155,14 @@ def test_twenty_stalled_bodies_do_not_delay_healthz_or_a_signed_echo_behind_ngin
 def stack(tmp_path):
     """gunicorn on a throwaway SQLite file (no request here touches the database) behind nginx."""
     gunicorn = LiveServer(
-        {**PRODUCTION, "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3")},
+        {
+            **PRODUCTION,
+            "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        },
         workers=1,
         log_path=tmp_path / "gunicorn.log",
-        unset=("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR"),
+        unset=("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"),
     ).start(timeout=90)
     proxy = Nginx(
         f"127.0.0.1:{gunicorn.port}", max_body_bytes=settings.BRIKK_MAX_BODY_BYTES, log_path=tmp_path / "nginx.log"

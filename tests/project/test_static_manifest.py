@@ -21,11 +21,16 @@ PRODUCTION = {
     "BRIKK_MANIFEST_STATIC": "true",
     "BRIKK_LOG_LEVEL": "WARNING",
 }
-NO_SERVICES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR")
+NO_SERVICES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
 
 
 def server(tmp_path, static_root: Path) -> LiveServer:
-    env = {**PRODUCTION, "BRIKK_STATIC_ROOT": str(static_root), "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    env = {
+        **PRODUCTION,
+        "BRIKK_STATIC_ROOT": str(static_root),
+        "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+    }
     return LiveServer(env, workers=1, log_path=tmp_path / "gunicorn.log", unset=NO_SERVICES)
 
 
