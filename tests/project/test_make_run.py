@@ -54,3 +54,4 @@ def test_make_run_prints_its_real_url_and_hints_that_work_as_printed(tmp_path):
     renewed = shell(reset, env)
     assert renewed.returncode == 0, renewed.stderr
     assert re.search(r"password: (\S+)", renewed.stdout).group(1) != password
+    assert "Log in at http://127.0.0.1:8390/" in renewed.stdout

@@ -21,19 +21,26 @@ PRODUCTION = {
     "BRIKK_MANIFEST_STATIC": "true",
     "BRIKK_LOG_LEVEL": "WARNING",
 }
-NO_SERVICES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR")
+NO_SERVICES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
 
 
 def server(tmp_path, static_root: Path) -> LiveServer:
-    env = {**PRODUCTION, "BRIKK_STATIC_ROOT": str(static_root), "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    env = {
+        **PRODUCTION,
+        "BRIKK_STATIC_ROOT": str(static_root),
+        "BRIKK_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+    }
     return LiveServer(env, workers=1, log_path=tmp_path / "gunicorn.log", unset=NO_SERVICES)
 
 
 def test_without_a_manifest_the_server_refuses_to_start(tmp_path):
     live = server(tmp_path, tmp_path / "never-collected")
-    with pytest.raises(RuntimeError, match="gunicorn exited"):
-        live.start(timeout=90)
-    live.stop()
+    try:
+        with pytest.raises(RuntimeError, match="gunicorn exited"):
+            live.start(timeout=90)
+    finally:
+        live.stop()
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Static files: no static files manifest at" in log
     assert "run `manage.py collectstatic`" in log

@@ -62,11 +62,13 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(OSError):
                 if self.get("/healthz", timeout=1).status == 200:
                     return self
             time.sleep(0.2)
+        self.stop()  # never leave a server behind
         raise RuntimeError(f"gunicorn did not answer: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
@@ -77,7 +79,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None:
+        if self.process is not None and not self.log.closed:
             self.log.close()
 
     def request(self, method: str, path: str, *, headers=None, body: bytes | None = None, timeout: float = 10):

@@ -65,10 +65,12 @@ class Nginx:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"nginx exited: {self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return self
             time.sleep(0.1)
+        self.stop()  # never leave a proxy behind
         raise RuntimeError(f"nginx did not listen: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
@@ -79,6 +81,6 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None:
+        if self.process is not None and not self.log.closed:
             self.log.close()
         shutil.rmtree(self.prefix, ignore_errors=True)

@@ -14,6 +14,7 @@ from brikk.lib.context import update_context
 
 DEMO_SLUG = "demo"
 DEMO_USERNAME = "demo"
+DEFAULT_URL = "http://localhost:8000/"
 
 
 def manage_command(*args: str) -> str:
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reset-password", action="store_true", help="Give an existing demo user a new generated password."
         )
-        parser.add_argument("--url", default="http://localhost:8000/", help="Where the server answers (printed).")
+        parser.add_argument("--url", default=DEFAULT_URL, help="Where the server answers (printed).")
 
     def handle(self, *args, password, reset_password, url, **options):
         update_context(actor_kind="system", actor_id="manage.py")
@@ -79,4 +80,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  password: {password}")
         else:
             self.stdout.write("  password: unchanged (the one printed when the demo user was created); a new one:")
-            self.stdout.write(f"  {manage_command('seed_demo', '--reset-password')}")
+            again = ["--reset-password"] + (["--url", url] if url != DEFAULT_URL else [])
+            self.stdout.write(f"  {manage_command('seed_demo', *again)}")
