@@ -239,6 +239,8 @@ SPECTACULAR_SETTINGS = {
         "MessageTypeEnum": "coordination.models.MessageLog.Type",
         "EchoStatusEnum": ["delivered", "accepted"],
     },
+    # The error statuses the shared layers answer on every operation (guards, authentication, database).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "brikk.openapi.document_errors"],
 }
 
 # --- Brikk product settings -----------------------------------------------------------------
