@@ -7,6 +7,7 @@ from django.db.models import Value
 from django.db.models.functions import Lower
 
 from agents.models import NAME_TAKEN, Agent
+from brikk.lib.values import Problem, find_unacceptable
 
 METADATA_NOT_OBJECT = 'Metadata must be a JSON object, like {"team": "billing"}.'
 
@@ -31,7 +32,16 @@ def check_name_free(organization_id, name: str, *, agent: Agent | None = None) -
 
 
 def check_metadata(value) -> dict:
-    """A JSON object, not a list or a scalar."""
+    """A JSON object, not a list or a scalar, holding nothing the database cannot store (no NUL, lone
+    surrogate or non-finite number, nesting within BRIKK_MAX_JSON_DEPTH: brikk.lib.values). The API's
+    parser already refuses such bodies; forms and commands get here with whatever they parsed."""
     if not isinstance(value, dict):
         raise ValidationError(METADATA_NOT_OBJECT, code="metadata_not_object")
+    problem = find_unacceptable(value)
+    if problem is not None:
+        raise ValidationError(unstorable_message(problem), code=problem.reason)
     return value
+
+
+def unstorable_message(problem: Problem) -> str:
+    return f"Metadata cannot be stored: {problem.message}."

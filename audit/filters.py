@@ -5,6 +5,7 @@ from django import forms
 from django.db.models import Q
 
 from audit.models import AuditLog
+from brikk.lib.filters import IsoDateTimeFilter
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -19,13 +20,13 @@ class AuditLogFilter(django_filters.FilterSet):
     outcome = django_filters.ChoiceFilter(choices=AuditLog.Outcome.choices, empty_label="Any outcome")
     actor_kind = django_filters.ChoiceFilter(choices=AuditLog.ActorKind.choices, empty_label="Any actor", label="Actor")
     resource_kind = django_filters.CharFilter(label="Resource kind")
-    since = django_filters.IsoDateTimeFilter(
+    since = IsoDateTimeFilter(
         field_name="created_at",
         lookup_expr="gte",
         label="From",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = IsoDateTimeFilter(
         field_name="created_at",
         lookup_expr="lt",
         label="Until",

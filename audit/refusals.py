@@ -3,11 +3,18 @@
 DRF calls ``exception_handler`` for every exception raised in an API view. The response is rendered in
 the one error shape (brikk.lib.errors); then the refusal is audited:
 
-- a request guard (415, 413, 400 before authentication): ``request.rejected``, actor unknown;
+- a request guard (415, 413, 400, and 422 for a value the service cannot take): ``request.rejected`` with
+  ``details.reason``; before authentication the actor is unknown, after it (a body parsed by the view, an
+  invalid cursor) the actor is the caller;
 - a failed authentication (401): ``auth.failed`` with the reason;
 - a permission denial (403 from a permission class): ``permission.denied``;
 - any other refusal of a view that keeps refused requests (``record_refused``, the echo): that view's
   row for it, audited with the action its error code stands for (``REFUSAL_ACTIONS``).
+
+What cannot be stored as sent is stored escaped, and the rows say so (audit.services.record,
+coordination/refusals.py). A database error while recording is never swallowed: it is logged with its
+traceback and answered as the database error it is (503 if the database is unreachable, else 500),
+so a refusal is either recorded or loudly not.
 """
 
 import logging
@@ -17,7 +24,7 @@ from rest_framework import exceptions
 
 from audit.actions import AuditAction
 from audit.services import record
-from brikk.lib.errors import ErrorCode, render_exception
+from brikk.lib.errors import ErrorCode, UnacceptableValue, render_exception
 
 logger = logging.getLogger("brikk.api")
 
@@ -39,8 +46,10 @@ def exception_handler(exc, context):
         return response
     try:
         audit_refusal(exc, request, response, context.get("view"))
-    except DatabaseError:
-        logger.error("could not audit the refusal (%s)", response.data.get("code"))
+    except DatabaseError as error:
+        logger.exception("could not record the refusal (%s %s)", response.status_code, response.data.get("code"))
+        _, failure = render_exception(error)
+        return failure
     return response
 
 
@@ -49,15 +58,25 @@ def audit_refusal(exc, request, response, view) -> None:
     if isinstance(exc, AUTHENTICATION_FAILURES):
         _auth_failed(exc, request)
         return
-    if code in GUARD_CODES and not getattr(request, "organization_id", None):
-        record(  # before authentication: the actor is unknown, and must not be resolved now
+    record_refused = getattr(view, "record_refused", None)
+    authenticated = getattr(request, "organization_id", None) is not None
+    guard = code in GUARD_CODES or isinstance(exc, UnacceptableValue)
+    if guard and not (authenticated and record_refused is not None):
+        details = {"code": code, "status": response.status_code, "method": request.method, "path": request.path}
+        refusal_details = getattr(exc, "details", None)
+        reason = getattr(exc, "reason", None) or (
+            refusal_details.get("reason") if isinstance(refusal_details, dict) else None
+        )
+        if reason:
+            details["reason"] = reason
+        actor = {} if authenticated else {"actor_kind": "anonymous", "actor_id": ""}
+        record(  # before authentication the actor is unknown, and must not be resolved now
             AuditAction.REQUEST_REJECTED,
             outcome="failure",
             request=request._request,
-            actor_kind="anonymous",
-            actor_id="",
             resource_kind="request",
-            details={"code": code, "status": response.status_code, "path": request.path},
+            details=details,
+            **actor,
         )
         return
     if isinstance(exc, exceptions.PermissionDenied):
@@ -67,8 +86,7 @@ def audit_refusal(exc, request, response, view) -> None:
             request=request,
             details={"method": request.method, "path": request.path, "reason": code},
         )
-    record_refused = getattr(view, "record_refused", None)
-    if record_refused is not None and getattr(request, "organization_id", None) is not None:
+    if record_refused is not None and authenticated:
         record_refused(request, response, REFUSAL_ACTIONS.get(code, AuditAction.ECHO_REJECTED))
 
 

@@ -8,12 +8,15 @@ from django.utils import timezone
 from audit.actions import registered
 from audit.models import AuditLog
 from brikk.lib.context import client_ip, current, user_agent_of
+from brikk.lib.values import storable
 
 logger = logging.getLogger("brikk.audit")
 
 # Sent after every audit row with action, outcome and details: each app derives its Prometheus
 # counters from it (agents/metrics.py, coordination/metrics.py), so metrics and audit cannot disagree.
 audit_recorded = Signal()
+
+USER_AGENT_MAX_LENGTH = AuditLog._meta.get_field("user_agent").max_length
 
 # Keys that must never reach an audit row, whatever a caller passes in ``details``.
 SECRET_KEYS = frozenset(
@@ -31,6 +34,11 @@ def scrub(details: dict | None) -> dict:
             continue
         clean[name] = scrub(value) if isinstance(value, dict) else value
     return clean
+
+
+def _stored_text(value, max_length: int | None = None) -> tuple[str, bool]:
+    text, escaped = storable(str(value or ""))
+    return (text[:max_length] if max_length else text), escaped
 
 
 def _actor_of(request) -> tuple[str | None, str | None]:
@@ -57,6 +65,10 @@ def record(
 
     Missing actor and organization are taken from the request context (set by authentication).
     ``action`` must be registered in ``audit.actions.AuditAction``.
+
+    Whatever the database cannot store as sent (a NUL, a lone surrogate, a non-finite number, nesting past
+    the limit; brikk.lib.values) is stored escaped and the row says so: ``details.escaped`` is true. A
+    database error is never caught here: a refusal that cannot be recorded must not pass silently.
     """
     action = registered(action).value
     context = current()
@@ -65,20 +77,28 @@ def record(
     actor_kind = actor_kind or context.actor_kind or AuditLog.ActorKind.ANONYMOUS
     actor_id = actor_id if actor_id is not None else (context.actor_id or "")
     organization_id = organization_id if organization_id is not None else context.organization_id
-    user_agent = user_agent_of(request) if request is not None else context.user_agent
+    user_agent, escaped_agent = _stored_text(
+        user_agent_of(request) if request is not None else context.user_agent, USER_AGENT_MAX_LENGTH
+    )
+    actor_id, escaped_actor = _stored_text(actor_id)
+    resource_kind, escaped_kind = _stored_text(resource_kind)
+    resource_id, escaped_resource = _stored_text(resource_id)
+    details, escaped = storable(scrub(details))
+    if escaped or escaped_agent or escaped_actor or escaped_kind or escaped_resource:
+        details["escaped"] = True
     entry = AuditLog.objects.create(
         created_at=timezone.now(),
         correlation_id=context.request_id if context.request_id != "-" else "",
         actor_kind=actor_kind,
-        actor_id=str(actor_id or ""),
+        actor_id=actor_id,
         organization_id=organization_id,
         action=action,
         resource_kind=resource_kind,
-        resource_id=str(resource_id or ""),
+        resource_id=resource_id,
         outcome=outcome,
         client_ip=client_ip(request) if request is not None else context.client_ip,
         user_agent=user_agent,
-        details=scrub(details),
+        details=details,
     )
     audit_recorded.send(sender=AuditLog, action=action, outcome=outcome, details=entry.details)
     logger.info(
@@ -90,10 +110,10 @@ def record(
             "action": action,
             "outcome": outcome,
             "actor_kind": actor_kind,
-            "actor_id": str(actor_id or "") or None,
+            "actor_id": actor_id or None,
             "organization_id": str(organization_id) if organization_id else None,
             "resource_kind": resource_kind or None,
-            "resource_id": str(resource_id or "") or None,
+            "resource_id": resource_id or None,
         },
     )
     return entry

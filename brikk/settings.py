@@ -240,6 +240,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["brikk.lib.parsers.GuardedJSONParser"],
+    # The header and query guards run first in every API view, with content negotiation (brikk/lib/parsers.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "brikk.lib.parsers.GuardedContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "audit.refusals.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "brikk.lib.pagination.NewestFirstPagination",
@@ -269,6 +271,8 @@ SPECTACULAR_SETTINGS = {
         "MessageTypeEnum": "coordination.models.MessageLog.Type",
         "EchoStatusEnum": ["delivered", "accepted"],
     },
+    # The error statuses the shared layers answer on every operation (guards, authentication, database).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "brikk.openapi.document_errors"],
 }
 
 # --- Brikk product settings -----------------------------------------------------------------
@@ -282,6 +286,8 @@ BRIKK_RATE_LIMIT_ORG_PER_MINUTE = env_int("BRIKK_RATE_LIMIT_ORG_PER_MINUTE", 600
 BRIKK_IDEMPOTENCY_ENABLED = env_bool("BRIKK_IDEMPOTENCY_ENABLED", True)
 BRIKK_IDEMPOTENCY_TTL_SECONDS = env_int("BRIKK_IDEMPOTENCY_TTL_SECONDS", 86400, minimum=60)
 BRIKK_MAX_BODY_BYTES = env_int("BRIKK_MAX_BODY_BYTES", 262144, minimum=1024)
+# How deep arrays and objects may nest in a JSON body (brikk/lib/values.py); far below Python's recursion limit.
+BRIKK_MAX_JSON_DEPTH = env_int("BRIKK_MAX_JSON_DEPTH", 32, minimum=2, maximum=200)
 BRIKK_ASYNC_DEFAULT = env_bool("BRIKK_ASYNC_DEFAULT", False)
 # Async echo processing: Celery queue, retries with exponential backoff (base * 2**n seconds).
 BRIKK_ASYNC_QUEUE = env_str("BRIKK_ASYNC_QUEUE", "celery")

@@ -3,6 +3,7 @@
 import django_filters
 from django.db.models import Q
 
+from brikk.lib.filters import IsoDateTimeFilter
 from coordination.models import MessageLog
 
 
@@ -14,8 +15,8 @@ class MessageLogFilter(django_filters.FilterSet):
     recipient = django_filters.UUIDFilter(field_name="recipient_id")
     status = django_filters.MultipleChoiceFilter(choices=MessageLog.Status.choices)
     type = django_filters.MultipleChoiceFilter(choices=MessageLog.Type.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     correlation_id = django_filters.CharFilter(field_name="correlation_id")
 
     class Meta:

@@ -1,14 +1,21 @@
 """A refused echo after authentication is kept: a MessageLog row (status rejected) with the answer given,
-and its audit row, in one transaction. Which refusals are kept is decided in audit/refusals.py."""
+and its audit row, in one transaction. Which refusals are kept is decided in audit/refusals.py.
+
+What the database cannot store as sent (brikk.lib.values: NUL, lone surrogates, non-finite numbers, nesting
+past the limit) is stored escaped, and both rows say so: the message's ``error`` ends with ``ESCAPED_NOTE``
+and the audit row's ``details.escaped`` is true. Nothing refused goes unrecorded for what it contained."""
 
 from django.db import transaction
 from uuid6 import uuid7
 
 from agents.models import Agent
 from brikk.lib.context import current
+from brikk.lib.values import storable
 from coordination import idempotency
 from coordination.messages import Caller, agent_ref, audit_message, message_uuid
 from coordination.models import MessageLog
+
+ESCAPED_NOTE = " [stored escaped: what the database cannot store as sent is written as \\uXXXX text]"
 
 
 def keep_refused(
@@ -22,6 +29,13 @@ def keep_refused(
         known = {a.pk: a for a in Agent.objects.filter(organization_id=caller.organization_id, pk__in=wanted)}
     message_id = message_uuid(data)
     kind = data.get("type") if isinstance(data, dict) else None
+    request_body, request_escaped = storable(data)
+    response_body, response_escaped = storable(body)
+    key, key_escaped = storable((idempotency_key or "")[: idempotency.MAX_KEY_LENGTH])
+    error, error_escaped = storable(f"{body.get('code')}: {body.get('message')}")
+    escaped = request_escaped or response_escaped or key_escaped or error_escaped
+    if escaped:
+        error += ESCAPED_NOTE
     message = MessageLog(
         id=uuid7(),
         organization_id=caller.organization_id,
@@ -32,11 +46,11 @@ def keep_refused(
         status=MessageLog.Status.REJECTED,
         auth_method=caller.auth_method,
         http_status=status,
-        request_body=data,
-        response_body=body,
-        error=f"{body.get('code')}: {body.get('message')}",
+        request_body=request_body,
+        response_body=response_body,
+        error=error,
         correlation_id=current().request_id,
-        idempotency_key=(idempotency_key or "")[: idempotency.MAX_KEY_LENGTH],
+        idempotency_key=key[: idempotency.MAX_KEY_LENGTH],
         received_at=received_at,
         **caller.actor,
     )
@@ -44,5 +58,8 @@ def keep_refused(
     outcome = "denied" if status in (403, 429) else "failure"
     with transaction.atomic():
         message.save(force_insert=True)
-        audit_message(action, message, outcome=outcome, details={"code": body.get("code")})
+        details = {"code": body.get("code")}
+        if escaped:
+            details["escaped"] = True
+        audit_message(action, message, outcome=outcome, details=details)
     return message

@@ -19,6 +19,10 @@ def _header(name, description, *, response=False, type_=OpenApiTypes.STR):
     )
 
 
+# What idempotency_key_for accepts, as ASCII (a header carries Latin-1 at most): no surrounding space.
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"}
+
+
 def _error(description):
     return OpenApiResponse(ErrorSerializer, description=description)
 
@@ -46,7 +50,12 @@ ECHO = {
             "X-Brikk-Signature",
             "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>; several values allowed.",
         ),
-        _header("Idempotency-Key", "One operation per sender for 24 h; defaults to the envelope's message_id."),
+        _header(
+            "Idempotency-Key",
+            "One operation per sender for 24 h; defaults to the envelope's message_id. 1 to 255 printable "
+            "characters (422 otherwise).",
+            type_=IDEMPOTENCY_KEY_SCHEMA,
+        ),
         _header("Prefer", "respond-async: answer 202 at once and process in the background."),
         _header("X-Request-ID", "Correlation id; echoed back and in every error's request_id."),
         *RATE_LIMIT_HEADERS,

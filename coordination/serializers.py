@@ -30,9 +30,39 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
+class ExactType:
+    """A field that takes only the JSON type the schema documents: no "30000" for an integer, no 0 for a
+    string, no number for a UUID. The echo answers with the envelope as received, so a value coerced here
+    would be answered in a type its documented schema does not allow."""
+
+    json_types: tuple[type, ...] = ()
+    type_name = ""
+
+    def to_internal_value(self, data):
+        if type(data) not in self.json_types:  # exact: bool is not an integer
+            raise serializers.ValidationError(f"Must be a JSON {self.type_name}.", code="invalid_type")
+        return super().to_internal_value(data)
+
+
+class TextField(ExactType, serializers.CharField):
+    json_types, type_name = (str,), "string"
+
+
+class WholeNumberField(ExactType, serializers.IntegerField):
+    json_types, type_name = (int,), "integer"
+
+
+class UUIDTextField(ExactType, serializers.UUIDField):
+    json_types, type_name = (str,), "string"
+
+
+class TextChoiceField(ExactType, serializers.ChoiceField):
+    json_types, type_name = (str,), "string"
+
+
 class AgentRefSerializer(StrictSerializer):
-    agent_id = serializers.UUIDField()
-    org_id = serializers.UUIDField(required=False)
+    agent_id = UUIDTextField()
+    org_id = UUIDTextField(required=False)
 
 
 def _validate_message_id(value: uuid.UUID) -> uuid.UUID:
@@ -58,16 +88,16 @@ class EnvelopeSerializer(StrictSerializer):
     these fields would accept unchanged, and builds the same validated data (about 20x cheaper than
     the fields). Anything it is not sure about goes through the fields, which produce every error."""
 
-    version = serializers.ChoiceField(choices=[ENVELOPE_VERSION], default=ENVELOPE_VERSION)
-    message_id = serializers.UUIDField(validators=[_validate_message_id], help_text="UUID v7 (preferred) or v4.")
-    ts = serializers.CharField(validators=[_validate_ts], help_text="RFC 3339 UTC with Z.")
-    type = serializers.ChoiceField(choices=MessageLog.Type.values, default=MessageLog.Type.MESSAGE)
+    version = TextChoiceField(choices=[ENVELOPE_VERSION], default=ENVELOPE_VERSION)
+    message_id = UUIDTextField(validators=[_validate_message_id], help_text="UUID v7 (preferred) or v4.")
+    ts = TextField(validators=[_validate_ts], help_text="RFC 3339 UTC with Z.")
+    type = TextChoiceField(choices=MessageLog.Type.values, default=MessageLog.Type.MESSAGE)
     sender = AgentRefSerializer()
     recipient = AgentRefSerializer()
     payload = serializers.DictField(help_text="Any JSON object.")
-    ttl_ms = serializers.IntegerField(min_value=TTL_MS_MIN, max_value=TTL_MS_MAX, default=TTL_MS_DEFAULT)
-    reply_to = serializers.CharField(max_length=MAX_TEXT_LENGTH, required=False)
-    nonce = serializers.CharField(max_length=MAX_TEXT_LENGTH, required=False)
+    ttl_ms = WholeNumberField(min_value=TTL_MS_MIN, max_value=TTL_MS_MAX, default=TTL_MS_DEFAULT)
+    reply_to = TextField(max_length=MAX_TEXT_LENGTH, required=False)
+    nonce = TextField(max_length=MAX_TEXT_LENGTH, required=False)
 
     def run_validation(self, data=serializers.empty):
         validated = clearly_valid_envelope(data)

@@ -8,6 +8,7 @@ from django.utils import timezone
 from agents import rules
 from agents.models import Agent
 from brikk.dashboard import wording
+from brikk.lib.values import GuardedJSONDecoder, UnacceptableJSON
 
 # Statuses a person may set from the dashboard; deletion has its own confirmed action.
 SETTABLE_STATUSES = [(value, label) for value, label in Agent.Status.choices if value != Agent.Status.DELETED]
@@ -22,6 +23,8 @@ class MetadataField(forms.JSONField):
         attrs = {"rows": 4, "spellcheck": "false", "class": "mono", "placeholder": '{"team": "billing"}'}
         kwargs.setdefault("widget", forms.Textarea(attrs=attrs))
         kwargs.setdefault("help_text", 'Optional JSON object, for example {"team": "billing"}.')
+        # Parsed with the API's rules: no NaN/Infinity, and nesting bounded before parsing (no RecursionError).
+        kwargs.setdefault("decoder", GuardedJSONDecoder)
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
@@ -37,6 +40,17 @@ class MetadataField(forms.JSONField):
         except forms.ValidationError:
             return True
         return json.dumps(initial or {}, sort_keys=True) != json.dumps(data or {}, sort_keys=True)
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as invalid:
+            # Name what the decoder refused (NUL, NaN, nesting...) instead of "Enter a valid JSON.".
+            cause = invalid.__cause__ or invalid.__context__
+            if isinstance(cause, UnacceptableJSON):
+                problem = cause.problem
+                raise forms.ValidationError(rules.unstorable_message(problem), code=problem.reason) from None
+            raise
 
     def clean(self, value):
         value = super().clean(value)

@@ -60,6 +60,17 @@ class ProtocolError(CodedError):
     default_detail = "The request does not follow the protocol."
 
 
+class UnacceptableValue(exceptions.ValidationError):
+    """422 ``validation_error`` from the request guards (brikk/lib/parsers.py): a well-formed request holding
+    a value this service cannot take (brikk/lib/values.py). ``details`` name where, like any validation
+    error; ``reason`` (nul_character, lone_surrogate, non_finite_number, too_deep, control_character) is
+    what the refusal is audited with."""
+
+    def __init__(self, detail: dict, reason: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
 class PayloadTooLarge(CodedError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = ErrorCode.PAYLOAD_TOO_LARGE

@@ -116,3 +116,30 @@ def test_deferred_envelopes_get_the_fields_verdict(data):
         assert _plain(serializer.validated_data) == slow
     else:
         assert serializer.errors == errors
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("nonce", 0, "string"),
+        ("reply_to", 1.5, "string"),
+        ("ts", 20250131, "string"),
+        ("version", 1.0, "string"),
+        ("type", 1, "string"),
+        ("message_id", uuid7().int, "string"),
+        ("ttl_ms", "30000", "integer"),
+        ("ttl_ms", 30000.0, "integer"),
+        ("ttl_ms", True, "integer"),
+    ],
+)
+def test_fields_take_only_the_documented_json_type(field, value, kind):
+    """The echo answers with the envelope as received: a coerced value (nonce 0 kept as a number) broke the
+    documented response schema, which schemathesis found. Now it is refused, naming the field."""
+    _, errors = _through_fields(_variant(**{field: value}))
+    assert errors == {field: [f"Must be a JSON {kind}."]}
+    assert clearly_valid_envelope(_variant(**{field: value})) is None
+
+
+def test_agent_refs_take_only_strings():
+    _, errors = _through_fields(_variant(sender={"agent_id": uuid.uuid4().int}))
+    assert errors == {"sender": {"agent_id": ["Must be a JSON string."]}}

@@ -117,6 +117,28 @@ def test_create_rejects_non_object_metadata(owner_client, metadata, message):
     assert not Agent.objects.filter(name="x").exists()
 
 
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ('{"team": "a\\u0000b"}', "Metadata cannot be stored: NUL characters"),
+        ('{"k\\u0000": 1}', "Metadata cannot be stored: NUL characters"),
+        ('{"team": "\\ud800"}', "Metadata cannot be stored: Unpaired surrogates"),
+        ('{"n": 1e999}', "Metadata cannot be stored: Numbers must be finite"),
+        ('{"n": NaN}', "Enter a valid JSON"),
+        ('{"n": ' + "[" * 100_000 + "]" * 100_000 + "}", "Metadata cannot be stored: Arrays and objects may nest"),
+    ],
+)
+def test_create_rejects_metadata_the_database_cannot_store(owner_client, metadata, message):
+    """The same rules as the API's parser (brikk/lib/values.py), through agents/rules.py: a form error,
+    never a 500 (PostgreSQL's jsonb refuses NUL; Python's parser overflows its stack on deep nesting)."""
+    response = owner_client.post(
+        reverse("dashboard:agent-create"), {"name": "x", "status": "active", "metadata": metadata}
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Agent.objects.filter(name="x").exists()
+
+
 def test_create_rejects_a_past_key_expiry(owner_client):
     response = owner_client.post(
         reverse("dashboard:agent-create"), {"name": "x", "status": "active", "key_expires_at": "2001-01-01"}
