@@ -44,7 +44,9 @@ ECHO = {
         _header("X-Brikk-Timestamp", "RFC 3339 UTC with Z, or Unix seconds; within ±BRIKK_HMAC_WINDOW_SECONDS."),
         _header(
             "X-Brikk-Signature",
-            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>; several values allowed.",
+            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>, PATH being the path plus '?' and"
+            " the raw query string when there is a query; several values allowed. Required when"
+            " BRIKK_HMAC_REQUIRED=true, on every agent request of every endpoint.",
         ),
         _header("Idempotency-Key", "One operation per sender for 24 h; defaults to the envelope's message_id."),
         _header("Prefer", "respond-async: answer 202 at once and process in the background."),

@@ -5,7 +5,7 @@ timestamps per window, trimmed and counted with Redis' own clock): the request i
 both windows have room, and then counts in both, atomically, so concurrent requests can never
 overshoot and a refusal spends neither window. On embedded defaults (no Redis cache) an in-process
 window with the same semantics is used. Limits come from the organization's plan (for an agent,
-from its cached key identity), else BRIKK_RATE_LIMIT_* settings; organization owners and admins
+from its key identity, read with the key), else BRIKK_RATE_LIMIT_* settings; organization owners and admins
 are exempt. If Redis is unreachable the request is served unlimited (BRIKK_RATE_LIMIT_FAIL_OPEN,
 audited as rate_limit.degraded) or refused with 503.
 """
