@@ -14,8 +14,8 @@ is not refused: failures under a prefix, which is public, do not lock its real o
 or disabled keys with the right secret are not failures here: they cost no guessing and are refused as
 they are.
 
-The counts live in Redis, shared by every worker; without Redis, or while it is unreachable, in this
-process.
+The counts live in Redis, shared by every worker; without Redis, or while it is unreachable (and for a
+moment after it failed: brikk.lib.outage), in this process.
 """
 
 import logging
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from brikk.lib import outage
 
 logger = logging.getLogger("brikk.auth")
 
@@ -159,9 +161,12 @@ def attempt(prefix: str | None, address: str | None) -> Attempt:
         return Attempt(names, None, None)
     window = settings.BRIKK_API_KEY_FAILURE_WINDOW_SECONDS
     for backend in _backends():
+        if backend is redis_counters and outage.redis.active:
+            continue  # Redis failed a moment ago: do not wait for it on every attempt
         try:
             attempts = backend.count(list(names), window)
         except RedisError as exc:
+            outage.redis.failed()
             logger.warning("failed-key attempts counted in process: Redis unavailable (%s)", exc.__class__.__name__)
             continue
         over = [
@@ -175,9 +180,10 @@ def attempt(prefix: str | None, address: str | None) -> Attempt:
 
 def succeeded(counted: Attempt) -> None:
     """The hash matched: the attempt was no failure, give it back."""
-    if not counted.names:
+    if not counted.names or (counted.backend is redis_counters and outage.redis.active):
         return
     try:
         counted.backend.give_back(list(counted.names))
     except RedisError as exc:
+        outage.redis.failed()
         logger.warning("failed-key attempt not given back: Redis unavailable (%s)", exc.__class__.__name__)

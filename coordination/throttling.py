@@ -7,7 +7,9 @@ overshoot and a refusal spends neither window. On embedded defaults (no Redis ca
 window with the same semantics is used. Limits come from the organization's plan (for an agent,
 from its key identity, read with the key), else BRIKK_RATE_LIMIT_* settings; organization owners and admins
 are exempt. If Redis is unreachable the request is served unlimited (BRIKK_RATE_LIMIT_FAIL_OPEN,
-audited as rate_limit.degraded) or refused with 503.
+audited as rate_limit.degraded) or refused with 503. Failing open, the requests of the next
+brikk.lib.outage.PAUSE_SECONDS are served unlimited without trying Redis, so that a Redis that hangs (each
+call waiting out its socket timeout) does not slow every request down.
 """
 
 import logging
@@ -24,6 +26,7 @@ from rest_framework.throttling import BaseThrottle
 
 from audit.actions import AuditAction
 from audit.services import record
+from brikk.lib import outage
 from brikk.lib.errors import ServiceUnavailable
 
 logger = logging.getLogger("brikk.ratelimit")
@@ -170,11 +173,17 @@ class RateLimitThrottle(BaseThrottle):
         if not settings.BRIKK_RATE_LIMIT_ENABLED or is_exempt(request):
             return True
         checked = policies(request)
+        windows = backend()
+        if windows is redis_window and settings.BRIKK_RATE_LIMIT_FAIL_OPEN and outage.redis.active:
+            # Redis failed a moment ago: serve unlimited at once rather than wait out its timeout again.
+            return self.redis_unavailable(request, outage.RedisPaused())
         try:
-            admitted, counted = backend().hit(
+            admitted, counted = windows.hit(
                 [(key, limit) for _, key, limit in checked], WINDOW_SECONDS * 1000, uuid.uuid4().hex
             )
         except RedisError as exc:
+            if windows is redis_window:
+                outage.redis.failed()
             return self.redis_unavailable(request, exc)
         made = [
             Decision(policy, limit, admitted or count < limit, count, reset_ms)

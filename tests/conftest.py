@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from agents import failures, keys, services
 from agents.models import Membership
+from brikk.lib import outage
 
 pytest_plugins = ["tests.factories"]
 
@@ -29,11 +30,14 @@ def fast_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def clean_cache():
-    """Each test starts with an empty cache (Redis too), no failed-key counts and no verified-key memo."""
+    """Each test starts with an empty cache (Redis too), no failed-key counts, no verified-key memo and no
+    pause of Redis after an earlier test's outage."""
+    outage.redis.reset()
     cache.clear()
     failures.local_counters.clear()
     keys.verified_keys.clear()
     yield
+    outage.redis.reset()
     cache.clear()
     failures.local_counters.clear()
     keys.verified_keys.clear()
