@@ -9,5 +9,5 @@ AUTH_FAILURES = Counter("brikk_auth_failures_total", "Refused authentications an
 
 
 def observe(sender, *, action: str, details: dict | None = None, **kwargs) -> None:
-    if action == AuditAction.AUTH_FAILED:
+    if action in (AuditAction.AUTH_FAILED, AuditAction.AUTH_THROTTLED):
         AUTH_FAILURES.labels(reason=bounded_reason(details)).inc()

@@ -1,4 +1,5 @@
 import uuid
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connections, models
@@ -138,6 +139,93 @@ class Agent(models.Model):
         return self.status in self.AUTHENTICATING_STATUSES
 
 
+class KeyRow(NamedTuple):
+    """What authenticating with a key needs, from its API key, agent and organization rows."""
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    hashed_secret: str
+    expires_at: object  # datetime | None
+    revoked_at: object
+    last_used_at: object
+    agent_name: str
+    agent_status: str
+    organization_id: uuid.UUID
+    signing_secret_encrypted: str
+    previous_signing_secret_encrypted: str
+    previous_signing_secret_expires_at: object
+    rate_limit_agent_per_minute: int | None
+    rate_limit_org_per_minute: int | None
+
+
+# (model, field) of each KeyRow column, in order.
+_KEY_ROW_COLUMNS = (
+    ("APIKey", "id"),
+    ("APIKey", "agent"),
+    ("APIKey", "hashed_secret"),
+    ("APIKey", "expires_at"),
+    ("APIKey", "revoked_at"),
+    ("APIKey", "last_used_at"),
+    ("Agent", "name"),
+    ("Agent", "status"),
+    ("Agent", "organization"),
+    ("Agent", "signing_secret_encrypted"),
+    ("Agent", "previous_signing_secret_encrypted"),
+    ("Agent", "previous_signing_secret_expires_at"),
+    ("Organization", "rate_limit_agent_per_minute"),
+    ("Organization", "rate_limit_org_per_minute"),
+)
+_key_row_queries: dict[str, tuple[str, list]] = {}
+
+
+def _key_row_query(connection) -> tuple[str, list]:
+    """The SQL of ``authentication_row`` and each column's converters, built once per database."""
+    built = _key_row_queries.get(connection.alias)
+    if built is not None:
+        return built
+    quote = connection.ops.quote_name
+    models_by_name = {"APIKey": APIKey, "Agent": Agent, "Organization": Organization}
+    columns, converters = [], []
+    for model_name, field_name in _KEY_ROW_COLUMNS:
+        model = models_by_name[model_name]
+        field = model._meta.get_field(field_name)
+        col = field.get_col(model._meta.db_table)
+        columns.append(f"{quote(model._meta.db_table)}.{quote(field.column)}")
+        converters.append((connection.ops.get_db_converters(col) + col.get_db_converters(connection), col))
+    key, agent, organization = APIKey._meta, Agent._meta, Organization._meta
+    # Only quoted table and column names are interpolated; the prefix is a parameter.
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(key.db_table)}"  # noqa: S608
+        f" INNER JOIN {quote(agent.db_table)} ON {quote(agent.db_table)}.{quote(agent.pk.column)}"
+        f" = {quote(key.db_table)}.{quote(key.get_field('agent').column)}"
+        f" INNER JOIN {quote(organization.db_table)} ON {quote(organization.db_table)}.{quote(organization.pk.column)}"
+        f" = {quote(agent.db_table)}.{quote(agent.get_field('organization').column)}"
+        f" WHERE {quote(key.db_table)}.{quote(key.get_field('prefix').column)} = %s"
+    )
+    built = _key_row_queries[connection.alias] = (sql, converters)
+    return built
+
+
+class APIKeyQuerySet(models.QuerySet):
+    def authentication_row(self, prefix: str) -> KeyRow | None:
+        """The key with this prefix, with its agent's and organization's fields, or None: one query on
+        the unique prefix index. It runs on every request an agent makes, so it is plain SQL (building
+        it with select_related() and loading three models costs several times what running it does)."""
+        connection = connections[self.db]
+        sql, converters = _key_row_query(connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [prefix])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = []
+        for value, (functions, col) in zip(row, converters, strict=True):
+            for function in functions:
+                value = function(value, col, connection)
+            values.append(value)
+        return KeyRow(*values)
+
+
 class APIKey(models.Model):
     """An agent's API key: ``brk_<prefix>.<secret>``.
 
@@ -154,6 +242,8 @@ class APIKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = APIKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -127,7 +127,7 @@ def update_agent(agent: Agent, *, request=None, user=None, **changes) -> Agent:
             user=user,
             details={"fields": sorted(changes), "status": agent.status, "previous_status": old_status},
         )
-    return agent  # saving the agent invalidated its cached keys (agents.apps), so a status change applies at once
+    return agent  # keys are checked against the database on every request: a status change applies at once
 
 
 def soft_delete_agent(agent: Agent, *, request=None, user=None) -> Agent:
@@ -139,7 +139,6 @@ def soft_delete_agent(agent: Agent, *, request=None, user=None) -> Agent:
         agent.save(update_fields=["status", "deleted_at", "updated_at"])
         agent.api_keys.filter(revoked_at__isnull=True).update(revoked_at=now)
         _audit_agent(AuditAction.AGENT_DELETED, agent, request=request, user=user, details={"name": agent.name})
-    keys.invalidate_agent(agent)
     return agent
 
 
@@ -170,7 +169,6 @@ def rotate_key(agent: Agent, *, grace_seconds: int | None = None, request=None, 
                 "grace_seconds": grace_seconds,
             },
         )
-    keys.invalidate(*(old.prefix for old in old_keys))
     return issued
 
 
@@ -184,7 +182,6 @@ def revoke_keys(agent: Agent, *, prefix: str | None = None, request=None, user=N
         prefixes = list(live.values_list("prefix", flat=True))
         live.update(revoked_at=now)
         _audit_agent(AuditAction.KEY_REVOKED, agent, request=request, user=user, details={"key_prefixes": prefixes})
-    keys.invalidate(*prefixes)
     return prefixes
 
 

@@ -21,6 +21,7 @@ class AuditAction(StrEnum):
     SIGNING_SECRET_ROTATED = "signing_secret.rotated"
     # Refusals of any API request
     AUTH_FAILED = "auth.failed"
+    AUTH_THROTTLED = "auth.throttled"
     PERMISSION_DENIED = "permission.denied"
     REQUEST_REJECTED = "request.rejected"
     # The echo

@@ -6,7 +6,9 @@ the one error shape (brikk.lib.errors); then the refusal is audited:
 - a request guard (415, 413, 400, and 422 for a value the service cannot take): ``request.rejected`` with
   ``details.reason``; before authentication the actor is unknown, after it (a body parsed by the view, an
   invalid cursor) the actor is the caller;
-- a failed authentication (401): ``auth.failed`` with the reason;
+- a failed authentication (401): ``auth.failed`` with the reason, in the organization of the key whose
+  prefix was presented, if it is known (so that organization's owners see attempts on their keys);
+- a credential refused before it was checked, after too many failures (429): ``auth.throttled``;
 - a permission denial (403 from a permission class): ``permission.denied``;
 - any other refusal of a view that keeps refused requests (``record_refused``, the echo): that view's
   row for it, audited with the action its error code stands for (``REFUSAL_ACTIONS``).
@@ -24,7 +26,7 @@ from rest_framework import exceptions
 
 from audit.actions import AuditAction
 from audit.services import record
-from brikk.lib.errors import ErrorCode, UnacceptableValue, render_exception
+from brikk.lib.errors import AuthenticationThrottled, ErrorCode, UnacceptableValue, render_exception
 
 logger = logging.getLogger("brikk.api")
 
@@ -57,6 +59,9 @@ def audit_refusal(exc, request, response, view) -> None:
     code = ErrorCode(response.data["code"])
     if isinstance(exc, AUTHENTICATION_FAILURES):
         _auth_failed(exc, request)
+        return
+    if isinstance(exc, AuthenticationThrottled):
+        _auth_throttled(exc, request)
         return
     record_refused = getattr(view, "record_refused", None)
     authenticated = getattr(request, "organization_id", None) is not None
@@ -95,4 +100,31 @@ def _auth_failed(exc, request) -> None:
     details = {"reason": getattr(exc, "reason", default), "method": request.method, "path": request.path}
     if getattr(exc, "key_prefix", ""):
         details["key_prefix"] = exc.key_prefix
-    record(AuditAction.AUTH_FAILED, outcome="failure", request=request, details=details, resource_kind="request")
+    record(
+        AuditAction.AUTH_FAILED,
+        outcome="failure",
+        request=request,
+        organization_id=getattr(exc, "organization_id", None),
+        details=details,
+        resource_kind="request",
+    )
+
+
+def _auth_throttled(exc: AuthenticationThrottled, request) -> None:
+    details = {
+        "reason": "throttled",
+        "scope": exc.scope,
+        "retry_after": exc.wait,
+        "method": request.method,
+        "path": request.path,
+    }
+    if exc.key_prefix:
+        details["key_prefix"] = exc.key_prefix
+    record(
+        AuditAction.AUTH_THROTTLED,
+        outcome="denied",
+        request=request,
+        organization_id=exc.organization_id,
+        details=details,
+        resource_kind="request",
+    )

@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +112,13 @@ def server_environment(args) -> dict[str, str]:
     )
     env.pop("BRIKK_API_KEY_PBKDF2_ITERATIONS", None)  # production strength
     return env
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (connections are refused at once, as by a stopped Redis)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def migrate_and_seed(env: dict[str, str]) -> dict:
@@ -420,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="measure the bare view and client-side signing only; send no echo"
     )
+    parser.add_argument(
+        "--redis-down",
+        action="store_true",
+        help="serve with Redis unreachable (REDIS_URL to a closed local port): the rate limiter fails open, "
+        "API keys are checked on PostgreSQL alone",
+    )
     args = parser.parse_args(argv)
     args.url = f"http://127.0.0.1:{args.port}"
     if args.requests < 1 or args.concurrency < 1 or args.duration <= 0:
@@ -436,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     print("migrating and seeding an organization with two agents ...", flush=True)
     echo = EchoSender(migrate_and_seed(env))
 
+    if args.redis_down:
+        env = {**env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+        print(f"Redis unreachable for the server: REDIS_URL={env['REDIS_URL']} (nothing listens there)")
     server = start_server(args, env)
     results: dict = {}
     try:
@@ -490,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "database": _redacted(args.database_url),
             "redis": _redacted(args.redis_url),
+            "redis_down": args.redis_down,
         },
         "load": {
             "client_threads": args.concurrency,

@@ -43,7 +43,7 @@ LOG_FILE = REPO / ".bench" / "profile.log"
 DEFAULT_STEPS = (
     "coordination.views.EchoView.initial",
     "brikk.lib.parsers.enforce",
-    "coordination.authentication.HMACSignatureAuthentication.authenticate",
+    "agents.authentication.APIKeyAuthentication.authenticate",
     "agents.keys.verify",
     "agents.keys.KeyIdentity.signing_secrets",
     "coordination.views.InOrganization.has_permission",

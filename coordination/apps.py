@@ -7,7 +7,7 @@ class CoordinationConfig(AppConfig):
 
     def ready(self):
         from audit.services import audit_recorded
-        from coordination import metrics, openapi, retention  # noqa: F401 - openapi registers the schema extensions
+        from coordination import metrics, retention
 
         retention.register()
         audit_recorded.connect(metrics.observe, dispatch_uid="coordination-metrics")

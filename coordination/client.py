@@ -6,7 +6,8 @@
         reply = brikk.echo(sender="<agent id>", recipient="<agent id>", payload={"hello": "world"})
         print(reply.body)
 
-The body is serialized once and exactly those bytes are signed (``coordination.signing``) and sent.
+The body is serialized once and exactly those bytes are signed (``agents.signing``) and sent, with the
+path and its query string as sent.
 A retry re-sends the same bytes — same ``message_id``, same ``Idempotency-Key`` — with a fresh
 signature timestamp, so the server processes the operation at most once whatever the network does.
 
@@ -28,11 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import uuid6
 
-from coordination import signing
+from agents import signing
 
 __all__ = [
     "COORDINATION_PATH",
@@ -296,7 +298,8 @@ class BrikkClient:
     # -- the one way a request is made --------------------------------------------------------
 
     def signed_headers(self, method: str, path: str, body: bytes, *, timestamp: str | None = None) -> dict[str, str]:
-        """Authentication and signature headers for exactly these body bytes (a fresh timestamp by default)."""
+        """Authentication and signature headers for exactly these body bytes (a fresh timestamp by default);
+        ``path`` is the path as sent, with its query string if it has one."""
         headers: dict[str, str] = {}
         if self._api_key:
             if self.auth_header == "bearer":
@@ -315,7 +318,8 @@ class BrikkClient:
     ) -> dict[str, str]:
         """Every header of one attempt: ``extra`` (e.g. Idempotency-Key), content type, auth and a fresh signature.
 
-        ``path`` is the full URL path the server sees. The benchmark sends these through its own connections.
+        ``path`` is the full URL path the server sees, with its query string if any. The benchmark sends these
+        through its own connections.
         """
         headers = {"Accept": "application/json"}
         if body:
@@ -331,14 +335,20 @@ class BrikkClient:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> BrikkResponse:
         """Send ``body`` (already serialized) to ``path``, signing each attempt; retry per the policy.
 
-        The same bytes and the same extra headers (so the same Idempotency-Key) go out on every attempt;
-        only the signature timestamp changes. Raises BrikkAPIError or BrikkConnectionError at the end.
+        ``path`` may carry a query string (``/x?a=1``); ``params`` are URL-encoded and appended to it. The
+        signature covers the path and the query exactly as sent. The same bytes and the same extra headers
+        (so the same Idempotency-Key) go out on every attempt; only the signature timestamp changes.
+        Raises BrikkAPIError or BrikkConnectionError at the end.
         """
         method = method.upper()
         path = self._base_path + path
+        if params:
+            path = f"{path}{'&' if '?' in path else '?'}{urlencode(params, doseq=True)}"
+        path = signing.request_target(path)  # a bare trailing "?" is not sent
         body = body if body is not None else b""
         url = httpx.URL(self.base_url).copy_with(raw_path=path.encode())
         attempt = 0
@@ -420,6 +430,11 @@ class BrikkClient:
         """Build an envelope (type, message_id, ts, ttl_ms, reply_to, nonce may be given) and send it."""
         envelope = build_envelope(sender, recipient, payload, **envelope_fields)
         return self.send(envelope, idempotency_key=idempotency_key, respond_async=respond_async)
+
+    def list_messages(self, **filters: Any) -> dict[str, Any]:
+        """One page of the organization's messages, newest first; ``filters`` are the API's query
+        parameters (``status``, ``type``, ``agent``, ``since``, ``page_size``, ``cursor``...)."""
+        return self.request("GET", MESSAGES_PATH, params=filters).body
 
     def get_message(self, message_id: str) -> dict[str, Any]:
         """The server's record of one message: status, attempts, error, and the response once delivered."""

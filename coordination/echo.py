@@ -61,9 +61,8 @@ def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
     """The sender must be the calling agent (or, for a user, an agent of the user's organization);
     the recipient an active agent of the same organization. Returns (sender id, recipient id).
 
-    Both are checked against the database in one lean query, the sender too: its cached key identity
-    says it was active, but a cache invalidation lost while Redis was unreachable must not let a
-    disabled agent send."""
+    Both are checked against the database in one lean query, the sender too: a user may send as any agent
+    of the organization, and the sender's status must hold inside the echo's own transaction."""
     for field in ("sender", "recipient"):
         org_id = envelope[field].get("org_id")
         if org_id is not None and str(org_id) != caller.organization_id:

@@ -1,28 +1,9 @@
-"""The coordination API's refusals, each with its stable error code (``brikk.lib.errors.ErrorCode``)."""
+"""The coordination API's refusals, each with its stable error code (``brikk.lib.errors.ErrorCode``).
+Signature refusals belong to authentication (agents.authentication)."""
 
-from rest_framework import exceptions, status
+from rest_framework import status
 
 from brikk.lib.errors import CodedError, ErrorCode
-
-
-class SignatureFailed(CodedError, exceptions.AuthenticationFailed):
-    """401 from the HMAC layer; ``reason`` is audited as auth.failed (audit/refusals.py)."""
-
-    status_code = status.HTTP_401_UNAUTHORIZED
-
-    def __init__(self, detail=None, *, details=None):
-        super().__init__(detail, details=details)
-        self.reason = str(self.default_code)
-
-
-class InvalidSignature(SignatureFailed):
-    default_code = ErrorCode.INVALID_SIGNATURE
-    default_detail = "The request signature is missing or does not match."
-
-
-class TimestampError(SignatureFailed):
-    default_code = ErrorCode.TIMESTAMP_ERROR
-    default_detail = "X-Brikk-Timestamp is missing, malformed or outside the allowed window."
 
 
 class Forbidden(CodedError):

@@ -36,8 +36,16 @@ RATE_LIMIT_HEADERS = [
 ]
 
 COMMON_ERRORS = {
-    401: _error("unauthorized (unknown, expired, revoked or disabled key), invalid_signature or timestamp_error."),
+    401: _error(
+        "unauthorized (unknown, expired, revoked or disabled key), invalid_signature (a signature sent and wrong, "
+        "or none with BRIKK_HMAC_REQUIRED) or timestamp_error."
+    ),
     403: _error("forbidden: the sender is not the caller, or the organization is not yours."),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="rate_limited: too many failed API key checks for the key's prefix or from your address; "
+        "see Retry-After.",
+    ),
 }
 
 ECHO = {
@@ -48,7 +56,9 @@ ECHO = {
         _header("X-Brikk-Timestamp", "RFC 3339 UTC with Z, or Unix seconds; within ±BRIKK_HMAC_WINDOW_SECONDS."),
         _header(
             "X-Brikk-Signature",
-            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>; several values allowed.",
+            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>, PATH being the path plus '?' and"
+            " the raw query string when there is a query; several values allowed. Required when"
+            " BRIKK_HMAC_REQUIRED=true, on every agent request of every endpoint.",
         ),
         _header(
             "Idempotency-Key",
@@ -77,7 +87,10 @@ ECHO = {
             "validation_error (details name every bad field), idempotency_key_reused (same key, different body) "
             "or message_id_reused (this sender already sent another message with this message_id)."
         ),
-        429: _error("rate_limited: see Retry-After."),
+        429: _error(
+            "rate_limited: over the caller's or the organization's limit, or too many failed API key checks; "
+            "see Retry-After."
+        ),
         503: _error(
             "service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false, or the database "
             "unavailable; see Retry-After."

@@ -5,10 +5,12 @@ timestamps per window, trimmed and counted with Redis' own clock): the request i
 both windows have room, and then counts in both, atomically, so concurrent requests can never
 overshoot and a refusal spends neither window. On embedded defaults (no Redis cache) an in-process
 window with the same semantics is used. Limits come from the organization's plan (for an agent,
-from its cached key identity), else BRIKK_RATE_LIMIT_* settings. The caller's window is the sending
-agent's: a person sending as an agent (owner or admin) counts in that agent's window, so nobody gets
+from its key identity, read with the key), else BRIKK_RATE_LIMIT_* settings. The caller's window is the
+sending agent's: a person sending as an agent (owner or admin) counts in that agent's window, so nobody gets
 around an agent's limit. If Redis is unreachable the request is served unlimited
-(BRIKK_RATE_LIMIT_FAIL_OPEN, audited as rate_limit.degraded) or refused with 503.
+(BRIKK_RATE_LIMIT_FAIL_OPEN, audited as rate_limit.degraded) or refused with 503. Failing open, the requests
+of the next brikk.lib.outage.PAUSE_SECONDS are served unlimited without trying Redis, so that a Redis that
+hangs (each call waiting out its socket timeout) does not slow every request down.
 """
 
 import logging
@@ -25,6 +27,7 @@ from rest_framework.throttling import BaseThrottle
 
 from audit.actions import AuditAction
 from audit.services import record
+from brikk.lib import outage
 from brikk.lib.errors import ServiceUnavailable
 
 logger = logging.getLogger("brikk.ratelimit")
@@ -179,11 +182,17 @@ class RateLimitThrottle(BaseThrottle):
         if not settings.BRIKK_RATE_LIMIT_ENABLED:
             return True
         checked = policies(request)
+        windows = backend()
+        if windows is redis_window and settings.BRIKK_RATE_LIMIT_FAIL_OPEN and outage.redis.active:
+            # Redis failed a moment ago: serve unlimited at once rather than wait out its timeout again.
+            return self.redis_unavailable(request, outage.RedisPaused())
         try:
-            admitted, counted = backend().hit(
+            admitted, counted = windows.hit(
                 [(key, limit) for _, key, limit in checked], WINDOW_SECONDS * 1000, uuid.uuid4().hex
             )
         except RedisError as exc:
+            if windows is redis_window:
+                outage.redis.failed()
             return self.redis_unavailable(request, exc)
         made = [
             Decision(policy, limit, admitted or count < limit, count, reset_ms)

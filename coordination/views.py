@@ -8,12 +8,11 @@ from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.authentication import APIKeyAuthentication, JWTAuthentication, SessionAuthentication, auth_method
+from agents.authentication import auth_method
 from agents.permissions import InOrganization, MaySendAsAgent
 from agents.scoping import OrganizationScopedMixin
 from brikk.lib import parsers
 from coordination import echo, idempotency, refusals, schema, throttling
-from coordination.authentication import HMACSignatureAuthentication
 from coordination.filters import MessageLogFilter
 from coordination.messages import Caller
 from coordination.models import MessageLog
@@ -38,14 +37,9 @@ def caller_of(request) -> Caller:
 
 class EchoView(APIView):
     """POST /api/v1/coordination — the echo, through every layer in order:
-    guards (initial) → authentication incl. HMAC → throttles → idempotency → validation."""
+    guards (initial) → authentication incl. HMAC (the API's default classes) → throttles → idempotency
+    → validation."""
 
-    authentication_classes = [
-        HMACSignatureAuthentication,
-        APIKeyAuthentication,
-        JWTAuthentication,
-        SessionAuthentication,
-    ]
     permission_classes = [MaySendAsAgent]
     throttle_classes = [throttling.RateLimitThrottle]
     parser_classes = [parsers.GuardedJSONParser]

@@ -4,8 +4,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from agents import services
+from agents import failures, keys, services
 from agents.models import Membership
+from brikk.lib import outage
 
 pytest_plugins = ["tests.factories"]
 
@@ -23,16 +24,23 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def fast_hashing(settings):
-    """PBKDF2 at a test-friendly work factor; one test checks the production default separately."""
-    settings.BRIKK_API_KEY_PBKDF2_ITERATIONS = 1000
+    """Users' passwords with a test-friendly hasher (API keys use the production work factor, already cheap)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
 def clean_cache():
+    """Each test starts with an empty cache (Redis too), no failed-key counts, no verified-key memo and no
+    pause of Redis after an earlier test's outage."""
+    outage.redis.reset()
     cache.clear()
+    failures.local_counters.clear()
+    keys.verified_keys.clear()
     yield
+    outage.redis.reset()
     cache.clear()
+    failures.local_counters.clear()
+    keys.verified_keys.clear()
 
 
 @pytest.fixture

@@ -77,6 +77,23 @@ class PayloadTooLarge(CodedError):
     default_detail = "The request body is too large."
 
 
+class AuthenticationThrottled(CodedError):
+    """429 before a credential is even checked: too many failed attempts for it, or from the client's
+    address. ``scope`` says which count refused it; ``wait`` becomes Retry-After. Audited by
+    ``audit.refusals`` as ``auth.throttled`` (with the organization a known key prefix belongs to)."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = ErrorCode.RATE_LIMITED
+    default_detail = "Too many failed authentication attempts; retry later."
+
+    def __init__(self, detail=None, *, wait: int, scope: str, key_prefix: str = "", organization_id=None):
+        super().__init__(detail, details={"retry_after": wait, "scope": scope})
+        self.wait = wait
+        self.scope = scope
+        self.key_prefix = key_prefix
+        self.organization_id = organization_id
+
+
 class ServiceUnavailable(CodedError):
     """A 503; ``retry_after`` seconds go out as ``Retry-After`` (every 503 carries one)."""
 

@@ -8,8 +8,8 @@ header, no NUL in a query parameter.
 through it too. The header and query guards run in ``GuardedContentNegotiation``
 (DEFAULT_CONTENT_NEGOTIATION_CLASS), the first step of every DRF view's ``initial()``, before
 authentication. The echo runs ``enforce`` (all guards) before authentication too (EchoView.initial). The raw
-body bytes are kept on the request, which the HMAC layer signs over, so the body is read exactly once and
-never beyond the limit.
+body bytes are kept on the request, which the HMAC layer signs over (``read_body``, on any endpoint), so the
+body is read exactly once and never beyond the limit.
 """
 
 import re
@@ -120,3 +120,11 @@ def enforce(request) -> None:
 
 def raw_body(request) -> bytes:
     return getattr(request, RAW_BODY_ATTRIBUTE, b"")
+
+
+def read_body(request) -> bytes:
+    """The raw body of a DRF request, as received. If nothing has read it yet, it is read now through
+    GuardedJSONParser (so the guards apply: 415, 413, 400); a request without a body gives ``b""``."""
+    if not hasattr(request, RAW_BODY_ATTRIBUTE):
+        request.data  # noqa: B018 - parsing stores the raw bytes on the request
+    return raw_body(request)

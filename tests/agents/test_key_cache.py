@@ -1,5 +1,6 @@
-"""The cached key identity also carries signing secrets (encrypted) and plan limits: every change
-to what it was built from takes effect on the very next request. Runs on both passes."""
+"""The key identity also carries signing secrets (encrypted) and plan limits, read with the key from the
+database on every request: every change to what it is built from takes effect on the very next request.
+Runs on both passes."""
 
 import pytest
 
@@ -30,12 +31,13 @@ def _echo(api_client, new_agent, peer, secret=None):
     )
 
 
-def test_the_cached_identity_holds_no_plaintext_secret(api_client, new_agent, peer):
+def test_the_identity_and_the_memo_hold_no_plaintext_secret(api_client, new_agent, peer):
     assert _echo(api_client, new_agent, peer).status_code == 200
-    identity = keys.verify(new_agent.key.plaintext)  # answered from the cache
+    identity = keys.verify(new_agent.key.plaintext)  # the key remembered as verified: no hashing
     assert identity.signing_secrets() == [new_agent.signing_secret]
-    cached = repr(vars(identity))
-    assert new_agent.signing_secret not in cached and new_agent.key.plaintext not in cached
+    held = repr(vars(identity)) + repr(keys.verified_keys._entries)
+    secret = new_agent.key.plaintext.split(".", 1)[1]
+    assert new_agent.signing_secret not in held and secret not in held
 
 
 def test_signing_secret_rotation_without_grace_refuses_the_old_secret_at_once(api_client, new_agent, peer):

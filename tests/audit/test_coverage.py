@@ -8,10 +8,10 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
+from agents import signing
 from agents.models import Organization
 from audit.models import AuditLog
 from brikk.lib.logging import JsonFormatter, RequestContextFilter
-from coordination import signing
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coordination import signing
+from agents import signing
 from coordination.client import (
     COORDINATION_PATH,
     BrikkAPIError,
@@ -132,6 +132,29 @@ def test_post_signs_exactly_the_bytes_it_sends():
         request.path,
         request.headers["X-Brikk-Timestamp"],
         tampered,
+    )
+
+
+def test_a_query_string_is_signed_as_sent():
+    """Issue 9: the canonical PATH is the path plus '?' and the raw query string when there is one."""
+    with ScriptedServer(default=Answer(200, {"results": []})) as server, make_client(server.url) as client:
+        client.list_messages(status=["failed", "rejected"], page_size=5)
+        client.request("GET", "/api/v1/agents/?page_size=2", params={"x": "a b"})
+        client.request("GET", "/api/v1/agents/?")
+
+    listed, explicit, bare = server.received
+    assert listed.path == "/api/v1/coordination/messages?status=failed&status=rejected&page_size=5"
+    assert explicit.path == "/api/v1/agents/?page_size=2&x=a+b"
+    assert bare.path == "/api/v1/agents/"
+    for request in server.received:
+        assert signature_is_valid(request), request.path
+    assert not signing.matches(
+        SECRET,
+        signing.parse_signature_header(listed.headers["X-Brikk-Signature"]),
+        "GET",
+        "/api/v1/coordination/messages",
+        listed.headers["X-Brikk-Timestamp"],
+        b"",
     )
 
 

@@ -49,6 +49,20 @@ def test_signed_echo_round_trip(brikk, pair, settings):
     assert row.status == MessageLog.Status.DELIVERED
 
 
+def test_signed_reads_with_a_query_pass_when_hmac_is_required(brikk, pair, settings):
+    """Issue 9: every agent request is signed, reads and their query strings included."""
+    settings.BRIKK_HMAC_REQUIRED = True
+    sender, recipient = pair
+    sent = brikk.echo(str(sender.agent.pk), str(recipient.agent.pk), {"n": 1})
+
+    listed = brikk.list_messages(status="delivered", page_size=5)
+    assert [message["id"] for message in listed["results"]] == [sent.body["id"]]
+    assert brikk.list_messages(status="failed")["results"] == []
+    assert brikk.get_message(sent.body["id"])["status"] == "delivered"
+    agents = brikk.request("GET", "/api/v1/agents/", params={"page_size": 1})
+    assert len(agents.body["results"]) == 1
+
+
 def test_resending_the_same_request_is_answered_from_the_store_once(brikk, pair):
     sender, recipient = pair
     envelope = build_envelope(str(sender.agent.pk), str(recipient.agent.pk), {"n": 1})

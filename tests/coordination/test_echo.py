@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from agents import services as agent_services
+from agents import signing
 from agents.models import Agent, Membership
 from audit.models import AuditLog
-from coordination import signing
 from coordination.models import IdempotencyRecord, MessageLog
 from tests.support.coordination import ECHO_PATH, encode, envelope, post_echo, signed_headers
 

@@ -20,14 +20,17 @@ def _signed_echo(api_client, new_agent, peer):
     )
 
 
-def test_a_warm_signed_echo_costs_at_most_two_redis_round_trips(api_client, new_agent, peer):
-    assert _signed_echo(api_client, new_agent, peer).status_code == 200  # warms the caches
-    with redis_round_trips() as redis:
+def test_a_warm_signed_echo_costs_one_redis_round_trip_and_reads_its_key_from_the_database(api_client, new_agent, peer):
+    """Issue 9: the key's validity comes from PostgreSQL on every request (one indexed query), never from a
+    cache; Redis is left with the rate limits only."""
+    assert _signed_echo(api_client, new_agent, peer).status_code == 200  # the process remembers the key
+    with redis_round_trips() as redis, database_transactions() as db:
         response = _signed_echo(api_client, new_agent, peer)
     assert response.status_code == 200, response.content
     assert response["RateLimit-Policy"]  # the rate limits were evaluated
-    assert redis.count <= 2, redis.trips
-    assert redis.trips == [["GET"], ["EVALSHA"]]  # the key identity, then both rate-limit windows
+    assert redis.trips == [["EVALSHA"]]  # both rate-limit windows; no key cache
+    key_reads = [sql for sql in db.autocommit if '"agents_apikey"."hashed_secret"' in sql]
+    assert len(key_reads) == 1 and "WHERE" in key_reads[0] and '"agents_apikey"."prefix" = %s' in key_reads[0]
 
 
 def test_a_signed_echo_writes_its_rows_in_one_transaction(api_client, new_agent, peer):

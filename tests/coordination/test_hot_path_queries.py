@@ -65,18 +65,19 @@ def test_for_key_loads_the_whole_record_or_none(org):
     assert IdempotencyRecord.objects.for_key("agent:z", "k-1") is None
 
 
-def test_a_sender_disabled_behind_the_key_cache_cannot_send(api_client, org, owner, new_agent):
-    """The key identity is cached; if its invalidation were lost, the echo's own check still refuses."""
+def test_a_sender_disabled_behind_the_application_cannot_send(api_client, org, owner, new_agent):
+    """A status change made without the services (no signal, no cache to drop) is seen at once: the key's
+    agent is read with the key on every request."""
     from agents import services as agent_services
     from tests.support.coordination import envelope, post_echo
 
     peer = agent_services.create_agent(org, name="peer", owner=owner).agent
     key, secret = new_agent.key.plaintext, new_agent.signing_secret
     assert post_echo(api_client, envelope(new_agent.agent, peer), key=key, secret=secret).status_code == 200
-    # .update() sends no signal: the cached identity still says the agent is active.
+    # .update() sends no signal.
     Agent.objects.filter(pk=new_agent.agent.pk).update(status=Agent.Status.MAINTENANCE)
 
     response = post_echo(api_client, envelope(new_agent.agent, peer), key=key, secret=secret)
 
-    assert response.status_code == 403, response.content
-    assert response.json()["details"] == {"sender": {"agent_id": ["Not an active agent of your organization."]}}
+    assert response.status_code == 401, response.content
+    assert response.json()["message"] == "The agent is not active."

@@ -42,9 +42,42 @@ def test_echo_operation_documents_every_status_and_header(schema):
     envelope = schema["components"]["schemas"]["EnvelopeRequest"]
     assert set(envelope["required"]) == {"message_id", "ts", "sender", "recipient", "payload"}
     assert set(schema["components"]["schemas"]["Error"]["properties"]) == {"code", "message", "request_id", "details"}
-    assert {"agentKey", "agentKeyWithSignature", "jwtAuth", "cookieAuth"} <= set(
-        schema["components"]["securitySchemes"]
+    schemes = schema["components"]["securitySchemes"]
+    assert {"agentKey", "agentTimestamp", "agentSignature", "jwtAuth", "cookieAuth"} <= set(schemes)
+
+
+def test_every_agent_operation_offers_the_key_alone_or_signed_and_documents_the_canonical_string(schema):
+    """Issue 9: one authentication class for every endpoint; the signature covers the query string."""
+    signed = {"agentKey": [], "agentTimestamp": [], "agentSignature": []}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            security = operation.get("security")
+            if not security or security == [{}] or not any("agentKey" in option for option in security):
+                continue
+            assert signed in security, (method, path)
+    for path in ("/api/v1/agents/", "/api/v1/coordination/messages", "/api/v1/coordination"):
+        assert any("agentKey" in option for option in next(iter(schema["paths"][path].values()))["security"])
+    signature = schema["components"]["securitySchemes"]["agentSignature"]
+    assert signature["name"] == "X-Brikk-Signature"
+    assert "plus '?' and the raw query string" in signature["description"]
+    echo_signature = next(
+        p for p in schema["paths"]["/api/v1/coordination"]["post"]["parameters"] if p["name"] == "X-Brikk-Signature"
     )
+    assert "raw query string" in echo_signature["description"]
+
+
+def test_with_hmac_required_the_schema_offers_only_signed_agent_requests(tmp_path, settings, django_db_blocker):
+    settings.BRIKK_HMAC_REQUIRED = True
+    path = tmp_path / "schema.yaml"
+    with django_db_blocker.unblock():
+        call_command("spectacular", "--file", str(path))
+    required = yaml.safe_load(path.read_text())
+    for operation in (
+        required["paths"]["/api/v1/agents/"]["get"],
+        required["paths"]["/api/v1/coordination/messages/{id}"]["get"],
+    ):
+        agent_options = [option for option in operation["security"] if "agentKey" in option]
+        assert agent_options == [{"agentKey": [], "agentTimestamp": [], "agentSignature": []}]
 
 
 def test_messages_and_health_are_documented(schema):

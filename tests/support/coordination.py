@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from uuid6 import uuid7
 
-from coordination import signing
+from agents import signing
 
 ECHO_PATH = "/api/v1/coordination"
 
@@ -30,7 +30,8 @@ def encode(body) -> bytes:
 
 
 def signed_headers(key: str, secret: str, raw: bytes, *, path=ECHO_PATH, timestamp=None, method="POST") -> dict:
-    """HTTP headers (as Django test-client META names) for an API key + HMAC-signed request."""
+    """HTTP headers (as Django test-client META names) for an API key + HMAC-signed request.
+    ``path`` is the request target: the path, plus ``?query`` as sent when there is one."""
     timestamp = timestamp or signing.now_timestamp()
     return {
         "HTTP_X_BRIKK_KEY": key,
@@ -52,3 +53,10 @@ def post_echo(client, body, *, key=None, secret=None, path=ECHO_PATH, content_ty
 
 def new_request_id() -> str:
     return f"test-{uuid.uuid4().hex}"
+
+
+def signed_get(client, key: str, secret: str, path: str, query: str = "", **headers):
+    """GET ``path?query`` (``query`` raw, as sent), signed over exactly that target."""
+    target = f"{path}?{query}" if query else path
+    meta = {**signed_headers(key, secret, b"", path=target, method="GET"), **headers}
+    return client.generic("GET", target, **meta)

@@ -3,6 +3,12 @@
 signature = hex(HMAC-SHA256(signing_secret, METHOD \\n PATH \\n TIMESTAMP \\n sha256_hex(raw body)))
 sent as ``X-Brikk-Signature: v1=<hex>`` (several space-separated ``v1=`` values allowed, for secret
 rotation) with ``X-Brikk-Timestamp`` (RFC 3339 UTC with ``Z``, or Unix seconds).
+
+PATH is the request's path, plus ``?`` and the raw query string exactly as sent when there is one
+(``request_target``); a request without a query signs its bare path, as before the query was covered.
+Every request an agent authenticates with its key is checked against this (agents.authentication).
+
+Standard library only: the Python client (coordination/client.py) imports it without Django.
 """
 
 import hashlib
@@ -21,8 +27,20 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def request_target(path: str, query: str = "") -> str:
+    """The PATH line of the canonical string: ``path?query`` when there is a query, else ``path``.
+
+    ``query`` is the raw query string as sent (percent-encoding and parameter order untouched). A path
+    that already carries its query (``/x?a=1``) is kept as it is; a bare trailing ``?`` signs nothing.
+    """
+    if query:
+        return f"{path}?{query}"
+    return path.removesuffix("?")
+
+
 def canonical_string(method: str, path: str, timestamp: str, body: bytes) -> bytes:
-    return f"{method.upper()}\n{path}\n{timestamp}\n{body_digest(body)}".encode()
+    """``path`` is the request target: the path, plus ``?`` and the raw query string if there is one."""
+    return f"{method.upper()}\n{request_target(path)}\n{timestamp}\n{body_digest(body)}".encode()
 
 
 def sign(secret: str, method: str, path: str, timestamp: str, body: bytes) -> str:
