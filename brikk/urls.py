@@ -14,6 +14,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("favicon.ico", views.favicon),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

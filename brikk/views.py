@@ -3,6 +3,8 @@
 import sys
 
 from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.views import defaults
 
 from brikk.lib.errors import DATABASE_UNAVAILABLE_ERRORS, ErrorCode, database_unavailable_response, json_error_view
@@ -28,6 +30,11 @@ def server_error(request):
     if _is_api(request):
         return _api_server_error(request)
     return defaults.server_error(request)
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin, Swagger UI): the dashboard's."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 def healthz(request):

@@ -157,3 +157,13 @@ def test_a_database_error_outside_drf_is_a_json_503_not_an_html_500(client, monk
         "request_id": "db-down-000001",
         "details": None,
     }
+
+
+def test_favicon_ico_leads_to_the_dashboards_icon(client, settings):
+    # Tests run with DEBUG off but without collectstatic: no manifest to look names up in.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
