@@ -224,10 +224,6 @@ AXES_LOCKOUT_CALLABLE = "agents.login_guard.lockout_response"
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts neither count nor extend the wait
 AXES_ENABLE_ADMIN = False  # failures live in the cache, not in axes' tables
 AXES_VERBOSE = False
-# A cache outage must not lock every user out of the dashboard.
-RATELIMIT_FAIL_OPEN = True
-# The client's address, also behind the reverse proxy (the failed-login count is per client, not per proxy).
-RATELIMIT_IP_META_KEY = "brikk.lib.context.client_ip"
 # How often the dashboard's live panels poll while the browser tab is visible.
 BRIKK_DASHBOARD_POLL_SECONDS = env_int("BRIKK_DASHBOARD_POLL_SECONDS", 5, minimum=1, maximum=300)
 
