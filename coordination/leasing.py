@@ -71,9 +71,10 @@ def _columns() -> dict[str, str]:
     return columns
 
 
-def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[Lease]:
+def lease_statement() -> str:
+    """PostgreSQL's one leasing statement (parameters: recipient, now, until, limit, max_deliveries)."""
     c = _columns()
-    sql = f"""
+    return f"""
         WITH picked AS MATERIALIZED (
             SELECT {c["id"]} FROM {c["table"]}
             WHERE {c["recipient"]} = %(recipient)s
@@ -97,6 +98,10 @@ def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[L
         RETURNING m.{c["id"]}, m.{c["receipt"]}, m.{c["delivery_count"]}, m.{c["leased_until"]},
                   m.{c["request_body"]}, m.{c["received_at"]}
     """  # noqa: S608 - only quoted names and the state constants are interpolated
+
+
+def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[Lease]:
+    sql = lease_statement()
     params = {
         "recipient": recipient_id,
         "now": now,
