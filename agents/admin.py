@@ -11,7 +11,14 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "rate_limit_agent_per_minute", "rate_limit_org_per_minute", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "rate_limit_agent_per_minute",
+        "rate_limit_org_per_minute",
+        "max_deliveries",
+        "created_at",
+    ]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
 

@@ -2,6 +2,7 @@ import uuid
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import connections, models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -16,6 +17,8 @@ class Organization(models.Model):
     # Plan limits; None means the defaults from settings (BRIKK_RATE_LIMIT_*).
     rate_limit_agent_per_minute = models.PositiveIntegerField(null=True, blank=True)
     rate_limit_org_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Leases of one message before it is dead-lettered (coordination/inbox.py).
+    max_deliveries = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

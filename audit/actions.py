@@ -34,6 +34,9 @@ class AuditAction(StrEnum):
     IDEMPOTENCY_REPLAYED = "idempotency.replayed"
     IDEMPOTENCY_CONFLICT = "idempotency.conflict"
     IDEMPOTENCY_IN_PROGRESS = "idempotency.in_progress"
+    # Delivery (the inbox)
+    MESSAGE_DEAD_LETTERED = "message.dead_lettered"
+    MESSAGE_REDRIVEN = "message.redriven"
 
 
 class UnknownAuditAction(ValueError):

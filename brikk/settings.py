@@ -192,8 +192,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
 # celery beat: seal new audit rows into the hash chain, off the request path.
 BRIKK_AUDIT_SEAL_INTERVAL_SECONDS = env_int("BRIKK_AUDIT_SEAL_INTERVAL_SECONDS", 10, minimum=1)
+# celery beat: the inbox sweep (dead letters, lapsed leases; coordination/inbox.py).
+BRIKK_INBOX_SWEEP_INTERVAL_SECONDS = env_int("BRIKK_INBOX_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "audit-seal": {"task": "audit.seal", "schedule": float(BRIKK_AUDIT_SEAL_INTERVAL_SECONDS)},
+    "inbox-sweep": {"task": "coordination.sweep_inbox", "schedule": float(BRIKK_INBOX_SWEEP_INTERVAL_SECONDS)},
 }
 
 # --- Auth, API ------------------------------------------------------------------------------
@@ -266,6 +269,10 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "coordination.models.MessageLog.Status",
         "MessageTypeEnum": "coordination.models.MessageLog.Type",
         "EchoStatusEnum": ["delivered", "accepted"],
+        "DeliveryStateEnum": "coordination.models.MessageLog.Delivery",
+        "DeadReasonEnum": "coordination.models.MessageLog.DeadReason",
+        "ReceiptResultEnum": ["ok", "stale", "unknown"],
+        "EnvelopeTypeEnum": ["message", "event", "command", "result", "error"],
     },
     # The error statuses the shared layers answer on every operation (guards, authentication, database).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "brikk.openapi.document_errors"],

@@ -9,7 +9,7 @@ nothing accepted is lost; tasks.py and processing.py take it from there.
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -189,6 +189,10 @@ def _deliver_now(caller, data, envelope, sender, recipient, operation, received_
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1,
     )  # fmt: skip
     message.mark_responded()
+    # Into the recipient's inbox with the same INSERT: no extra round trip (coordination/inbox.py).
+    message.delivery_state = MessageLog.Delivery.QUEUED
+    message.available_at = message.responded_at
+    message.expires_at = received_at + timedelta(milliseconds=envelope["ttl_ms"])
     body = echo_body(message, data, caller.auth_info())
     message.response_body = body
     _store(message, operation, status=200, body=body)
@@ -197,9 +201,11 @@ def _deliver_now(caller, data, envelope, sender, recipient, operation, received_
 
 
 def _accept(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
+    # No delivery state yet: it enters the inbox when processing delivers it (processing.py).
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.ACCEPTED, http_status=202, attempts=0,
+        expires_at=received_at + timedelta(milliseconds=envelope["ttl_ms"]),
     )  # fmt: skip
     body = echo_body(message, data, caller.auth_info())
     _store(message, operation, status=202, body=body)

@@ -25,3 +25,15 @@ class MessageLogFilter(django_filters.FilterSet):
 
     def filter_agent(self, queryset, name, value):
         return queryset.filter(Q(sender_id=value) | Q(recipient_id=value))
+
+
+class DeadLetterFilter(django_filters.FilterSet):
+    """?recipient=<uuid>, sender, reason (expired, max_deliveries)."""
+
+    sender = django_filters.UUIDFilter(field_name="sender_id")
+    recipient = django_filters.UUIDFilter(field_name="recipient_id")
+    reason = django_filters.ChoiceFilter(field_name="dead_reason", choices=MessageLog.DeadReason.choices)
+
+    class Meta:
+        model = MessageLog
+        fields = ["sender", "recipient", "reason"]

@@ -11,6 +11,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 
 from audit.services import record
 from coordination.models import MessageLog
+from coordination.serializers import delivery_fields
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
         "correlation_id": message.correlation_id,
         "auth": caller_auth,
         "links": {"self": message_url(message.id)},
+        "delivery": delivery_fields(message),
     }
 
 

@@ -11,6 +11,10 @@ RATE_LIMIT_DEGRADED = Counter(
     "brikk_rate_limit_degraded_total", "Requests let through (or refused) because the rate limiter's Redis was down."
 )
 IDEMPOTENCY = Counter("brikk_idempotency_total", "Idempotency outcomes: replayed, conflict, in_progress.", ["result"])
+INBOX_DELIVERIES = Counter("brikk_inbox_deliveries_total", "Messages leased to a consumer (receives).")
+INBOX_REDELIVERIES = Counter("brikk_inbox_redeliveries_total", "Leases of a message received before (count > 1).")
+INBOX_ACKS = Counter("brikk_inbox_acks_total", "Messages acknowledged by their recipient.")
+DEAD_LETTERS = Counter("brikk_dead_letters_total", "Messages dead-lettered, by reason.", ["reason"])
 REJECTED_REQUESTS = Counter("brikk_requests_rejected_total", "Requests refused by the request guards.", ["reason"])
 
 ECHO_OUTCOMES = {
@@ -35,5 +39,7 @@ def observe(sender, *, action: str, details: dict | None = None, **kwargs) -> No
         RATE_LIMIT_REFUSALS.inc()
     elif action == AuditAction.RATE_LIMIT_DEGRADED:
         RATE_LIMIT_DEGRADED.inc()
+    elif action == AuditAction.MESSAGE_DEAD_LETTERED:
+        DEAD_LETTERS.labels(reason=(details or {}).get("reason", "unknown")).inc()
     elif action == AuditAction.REQUEST_REJECTED:
         REJECTED_REQUESTS.labels(reason=bounded_reason(details)).inc()

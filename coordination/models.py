@@ -16,6 +16,19 @@ class MessageLog(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
 
+    class Delivery(models.TextChoices):
+        """Where a deliverable message is in its recipient's inbox (coordination/inbox.py). Empty for a
+        refused or failed message, and for an async one until its echo is delivered."""
+
+        QUEUED = "queued", "Queued"
+        LEASED = "leased", "Leased"
+        ACKED = "acked", "Acked"
+        DEAD = "dead", "Dead"
+
+    class DeadReason(models.TextChoices):
+        MAX_DELIVERIES = "max_deliveries", "Max deliveries"
+        EXPIRED = "expired", "Expired"
+
     class Type(models.TextChoices):
         MESSAGE = "message", "Message"
         EVENT = "event", "Event"
@@ -49,6 +62,17 @@ class MessageLog(models.Model):
     responded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Delivery to the recipient (the inbox entry is this row; see coordination/inbox.py).
+    delivery_state = models.CharField(max_length=8, choices=Delivery.choices, blank=True, default="")
+    available_at = models.DateTimeField(null=True, blank=True, help_text="Queued: receivable from then (nack delay).")
+    leased_until = models.DateTimeField(null=True, blank=True)
+    receipt = models.CharField(max_length=36, blank=True, default="", help_text="The current lease's token.")
+    delivery_count = models.PositiveIntegerField(default=0)
+    first_received_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    dead_at = models.DateTimeField(null=True, blank=True)
+    dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="received_at + ttl_ms.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -58,6 +82,17 @@ class MessageLog(models.Model):
             models.Index(fields=["organization", "type", "-created_at"], name="msg_org_type"),
             models.Index(fields=["sender", "-created_at"], name="msg_sender_created"),
             models.Index(fields=["recipient", "-created_at"], name="msg_recipient_created"),
+            # The inbox: only undelivered rows, so receiving costs the same with 10 or 10 million rows.
+            models.Index(
+                fields=["recipient", "id"],
+                condition=Q(delivery_state__in=["queued", "leased"]),
+                name="msg_inbox",
+            ),
+            models.Index(
+                fields=["organization", "-created_at", "-id"],
+                condition=Q(delivery_state="dead"),
+                name="msg_dead_letters",
+            ),
         ]
         constraints = [
             # The envelope's message_id is unique per sender, durably. Refusals are evidence, not

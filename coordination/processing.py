@@ -1,6 +1,8 @@
 """Async processing of an accepted echo, one attempt at a time (the Celery task in tasks.py calls
 ``attempt``): accepted → processing → delivered, or back to accepted for a retry, or failed."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
 
@@ -8,6 +10,7 @@ from audit.actions import AuditAction
 from brikk.lib.context import RequestContext, reset_context, set_context
 from coordination.messages import audit_message, echo_body
 from coordination.models import MessageLog
+from coordination.serializers import TTL_MS_DEFAULT
 
 # Test-only: with BRIKK_ECHO_FAULT_INJECTION on, payload {"_brikk_fault": {"fail_attempts": N}}
 # makes the first N async processing attempts fail. Ignored (an ordinary payload key) otherwise.
@@ -81,6 +84,13 @@ def _finish_delivered(message: MessageLog) -> MessageLog:
     message.http_status = 200
     message.error = ""
     message.mark_responded()
+    # An async message enters its recipient's inbox when its echo is delivered (never if it fails).
+    message.delivery_state = MessageLog.Delivery.QUEUED
+    message.available_at = message.responded_at
+    if message.expires_at is None:
+        message.expires_at = message.received_at + timedelta(
+            milliseconds=(message.request_body or {}).get("ttl_ms", TTL_MS_DEFAULT)
+        )
     message.response_body = echo_body(message, message.request_body, _auth_info(message))
     with transaction.atomic():
         message.save(
@@ -91,6 +101,9 @@ def _finish_delivered(message: MessageLog) -> MessageLog:
                 "responded_at",
                 "latency_ms",
                 "response_body",
+                "delivery_state",
+                "available_at",
+                "expires_at",
                 "updated_at",
             ]
         )

@@ -13,7 +13,13 @@ IDEMPOTENCY = retention.TableKind(
     lambda cutoff: IdempotencyRecord.objects.expired(cutoff),
 )
 MESSAGES = retention.TableKind(
-    "messages", "messages.jsonl.gz", lambda cutoff: MessageLog.objects.filter(created_at__lt=cutoff)
+    "messages",
+    "messages.jsonl.gz",
+    # Never a message still waiting for its recipient (queued or leased): acked and dead ones, and those
+    # without a delivery state (refused, failed), follow the policy.
+    lambda cutoff: MessageLog.objects.filter(created_at__lt=cutoff).exclude(
+        delivery_state__in=[MessageLog.Delivery.QUEUED, MessageLog.Delivery.LEASED]
+    ),
 )
 
 

@@ -4,12 +4,22 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from coordination.serializers import (
+    DeadLetterSerializer,
     EchoResponseSerializer,
     EnvelopeSerializer,
     ErrorSerializer,
+    ExtendSerializer,
     HealthSerializer,
+    InboxStatsSerializer,
     MessageDetailSerializer,
     MessageSerializer,
+    NackSerializer,
+    ReceiptResultsSerializer,
+    ReceiptsSerializer,
+    ReceiveResponseSerializer,
+    ReceiveSerializer,
+    RedriveResponseSerializer,
+    RedriveSerializer,
 )
 
 
@@ -120,4 +130,73 @@ HEALTH = {
     "responses": {200: HealthSerializer},
     "tags": ["coordination"],
     "auth": [],
+}
+
+_INBOX_ERRORS = {
+    400: _error("protocol_error: the body is not valid JSON."),
+    **COMMON_ERRORS,
+    403: _error("forbidden: only an agent key reaches an inbox."),
+    413: _error("payload_too_large: the body exceeds BRIKK_MAX_BODY_BYTES."),
+    415: _error("unsupported_media_type: only application/json."),
+}
+
+
+def _receipts_call(summary, request):
+    return {
+        "summary": summary,
+        "request": request,
+        "responses": {
+            200: OpenApiResponse(
+                ReceiptResultsSerializer,
+                description="A result per receipt, in order: ok, stale (the lease ran out or passed to another "
+                "consumer) or unknown (not a message of your inbox).",
+            ),
+            **_INBOX_ERRORS,
+            422: _error("validation_error: details name every bad field."),
+        },
+        "tags": ["inbox"],
+    }
+
+
+INBOX_RECEIVE = {
+    "summary": "Lease the oldest available messages of your inbox",
+    "request": ReceiveSerializer,
+    "responses": {
+        200: ReceiveResponseSerializer,
+        **_INBOX_ERRORS,
+        422: _error("validation_error: a bad field; wait_seconds above 0 (long polling is not available yet)."),
+    },
+    "tags": ["inbox"],
+}
+INBOX_ACK = _receipts_call("Acknowledge received messages (done with them)", ReceiptsSerializer)
+INBOX_NACK = _receipts_call("Give received messages back, receivable again after delay_seconds", NackSerializer)
+INBOX_EXTEND = _receipts_call("Extend leases to lease_seconds from now", ExtendSerializer)
+INBOX_STATS = {
+    "summary": "Your inbox: counts per state and the age of the oldest available message",
+    "responses": {200: InboxStatsSerializer, **COMMON_ERRORS, 403: _error("forbidden: only an agent has an inbox.")},
+    "tags": ["inbox"],
+}
+DEAD_LETTER_LIST = {
+    "summary": "Dead letters: an agent's own, or the organization's for a person",
+    "responses": {
+        200: DeadLetterSerializer(many=True),
+        **COMMON_ERRORS,
+        400: _error("protocol_error: a cursor that does not decode."),
+        422: _error("validation_error: a bad filter."),
+    },
+    "tags": ["inbox"],
+}
+DEAD_LETTER_REDRIVE = {
+    "summary": "Send dead letters back to their recipient's inbox (owner or admin)",
+    "request": RedriveSerializer,
+    "responses": {
+        200: RedriveResponseSerializer,
+        400: _error("protocol_error: the body is not valid JSON."),
+        **COMMON_ERRORS,
+        403: _error("forbidden: owners and admins only (never an agent key)."),
+        413: _error("payload_too_large: the body exceeds BRIKK_MAX_BODY_BYTES."),
+        415: _error("unsupported_media_type: only application/json."),
+        422: _error("validation_error: details name every bad field."),
+    },
+    "tags": ["inbox"],
 }

@@ -3,6 +3,7 @@
 import re
 import uuid
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coordination.models import MessageLog
@@ -77,7 +78,7 @@ def _validate_ts(value: str) -> str:
     return value
 
 
-TTL_MS_MIN, TTL_MS_MAX, TTL_MS_DEFAULT = 1, 120000, 30000
+TTL_MS_MIN, TTL_MS_MAX, TTL_MS_DEFAULT = 1, 1_209_600_000, 30000  # at most 14 days
 MAX_TEXT_LENGTH = 255
 
 
@@ -190,6 +191,32 @@ def clearly_valid_envelope(data) -> dict | None:
     return validated
 
 
+class DeliverySerializer(serializers.Serializer):
+    """A message's place in its recipient's inbox; ``state`` is null when it has none (refused, failed, or
+    async and not yet delivered)."""
+
+    state = serializers.ChoiceField(choices=MessageLog.Delivery.choices, allow_null=True)
+    delivery_count = serializers.IntegerField()
+    first_received_at = serializers.DateTimeField(allow_null=True)
+    acked_at = serializers.DateTimeField(allow_null=True)
+    dead_reason = serializers.ChoiceField(choices=MessageLog.DeadReason.choices, allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+def delivery_fields(message: MessageLog) -> dict:
+    def iso(moment):
+        return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+    return {
+        "state": message.delivery_state or None,
+        "delivery_count": message.delivery_count,
+        "first_received_at": iso(message.first_received_at),
+        "acked_at": iso(message.acked_at),
+        "dead_reason": message.dead_reason or None,
+        "expires_at": iso(message.expires_at),
+    }
+
+
 class AuthInfoSerializer(serializers.Serializer):
     organization_id = serializers.UUIDField()
     agent_id = serializers.UUIDField(allow_null=True)
@@ -213,6 +240,7 @@ class EchoResponseSerializer(serializers.Serializer):
     correlation_id = serializers.CharField()
     auth = AuthInfoSerializer()
     links = LinksSerializer()
+    delivery = DeliverySerializer(help_text="Its place in the recipient's inbox (state null until deliverable).")
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -250,10 +278,15 @@ class MessageSerializer(serializers.ModelSerializer):
 class MessageDetailSerializer(MessageSerializer):
     request_body = serializers.JSONField(read_only=True)
     response_body = serializers.JSONField(read_only=True)
+    delivery = serializers.SerializerMethodField()
 
     class Meta(MessageSerializer.Meta):
-        fields = [*MessageSerializer.Meta.fields, "request_body", "response_body"]
+        fields = [*MessageSerializer.Meta.fields, "request_body", "response_body", "delivery"]
         read_only_fields = fields
+
+    @extend_schema_field(DeliverySerializer)
+    def get_delivery(self, message):
+        return delivery_fields(message)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -271,3 +304,104 @@ class HealthSerializer(serializers.Serializer):
     protocol_version = serializers.CharField()
     flags = serializers.DictField(child=serializers.BooleanField())
     limits = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- Delivery: the inbox and dead letters (coordination/inbox.py) -----------------------------------------
+
+MAX_RECEIPTS = 100
+LEASE_SECONDS_MAX = 43200
+
+
+class ReceiveSerializer(StrictSerializer):
+    max_messages = WholeNumberField(min_value=1, max_value=100, default=10)
+    wait_seconds = WholeNumberField(
+        min_value=0, max_value=20, default=0, help_text="Long polling: only 0 for now (it comes with the ASGI step)."
+    )
+    lease_seconds = WholeNumberField(min_value=1, max_value=LEASE_SECONDS_MAX, default=30)
+
+
+class ReceiptsSerializer(StrictSerializer):
+    receipts = serializers.ListField(child=TextField(max_length=MAX_TEXT_LENGTH), min_length=1, max_length=MAX_RECEIPTS)
+
+
+class NackSerializer(ReceiptsSerializer):
+    delay_seconds = WholeNumberField(min_value=0, max_value=900, default=0)
+
+
+class ExtendSerializer(ReceiptsSerializer):
+    lease_seconds = WholeNumberField(min_value=1, max_value=LEASE_SECONDS_MAX, default=30)
+
+
+class RedriveSerializer(StrictSerializer):
+    ids = serializers.ListField(child=UUIDTextField(), min_length=1, max_length=MAX_RECEIPTS)
+
+
+class InboxMessageSerializer(EnvelopeSerializer):
+    """A received message: the envelope as sent, plus its lease."""
+
+    id = serializers.UUIDField(help_text="Server message id.")
+    receipt = serializers.CharField(help_text="Proves the lease: ack, nack or extend with it while it holds.")
+    delivery_count = serializers.IntegerField(help_text="1 on the first delivery; deduplicate by message_id.")
+    leased_until = serializers.DateTimeField()
+    accepted_at = serializers.DateTimeField()
+
+
+class ReceiveResponseSerializer(serializers.Serializer):
+    messages = InboxMessageSerializer(many=True)
+
+
+class ReceiptResultSerializer(serializers.Serializer):
+    receipt = serializers.CharField()
+    result = serializers.ChoiceField(choices=["ok", "stale", "unknown"])
+
+
+class ReceiptResultsSerializer(serializers.Serializer):
+    results = ReceiptResultSerializer(many=True)
+
+
+class InboxCountsSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    leased = serializers.IntegerField()
+    acked = serializers.IntegerField()
+    dead = serializers.IntegerField()
+
+
+class InboxStatsSerializer(serializers.Serializer):
+    counts = InboxCountsSerializer()
+    oldest_available_age_seconds = serializers.FloatField(allow_null=True)
+
+
+class RedriveResponseSerializer(serializers.Serializer):
+    redriven = serializers.ListField(child=serializers.UUIDField())
+    not_found = serializers.ListField(child=serializers.UUIDField(), help_text="Not a dead letter of yours.")
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    organization_id = serializers.UUIDField(read_only=True)
+    sender_id = serializers.UUIDField(read_only=True, allow_null=True)
+    recipient_id = serializers.UUIDField(read_only=True, allow_null=True)
+    envelope = serializers.JSONField(source="request_body", read_only=True)
+    delivery = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MessageLog
+        fields = [
+            "id",
+            "organization_id",
+            "message_id",
+            "sender_id",
+            "recipient_id",
+            "type",
+            "dead_reason",
+            "dead_at",
+            "delivery_count",
+            "received_at",
+            "created_at",
+            "envelope",
+            "delivery",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(DeliverySerializer)
+    def get_delivery(self, message):
+        return delivery_fields(message)

@@ -9,7 +9,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.utils import timezone
 
-from coordination import processing
+from coordination import inbox, processing
 from coordination.models import MessageLog
 
 logger = logging.getLogger("brikk.coordination")
@@ -61,3 +61,10 @@ def requeue_stale(older_than_seconds: int = 300) -> int:
     for pk in stale:
         enqueue(pk)
     return len(stale)
+
+
+@shared_task(name="coordination.sweep_inbox", ignore_result=True)
+def sweep_inbox() -> dict:
+    """Dead-letter expired messages and those out of deliveries; return lapsed leases to queued (celery beat)."""
+    result = inbox.sweep()
+    return {"expired": result.expired, "max_deliveries": result.max_deliveries, "leases": result.leases_returned}

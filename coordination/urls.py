@@ -1,6 +1,6 @@
 from django.urls import path
 
-from coordination import views
+from coordination import inbox_views, views
 
 urlpatterns = [
     path("coordination", views.EchoView.as_view(), name="coordination-echo"),
@@ -8,4 +8,11 @@ urlpatterns = [
     path("coordination/health", views.HealthView.as_view(), name="coordination-health"),
     path("coordination/messages", views.MessageListView.as_view(), name="coordination-message-list"),
     path("coordination/messages/<uuid:pk>", views.MessageDetailView.as_view(), name="coordination-message-detail"),
+    path("inbox/receive", inbox_views.ReceiveView.as_view(), name="inbox-receive"),
+    path("inbox/ack", inbox_views.AckView.as_view(), name="inbox-ack"),
+    path("inbox/nack", inbox_views.NackView.as_view(), name="inbox-nack"),
+    path("inbox/extend", inbox_views.ExtendView.as_view(), name="inbox-extend"),
+    path("inbox/stats", inbox_views.StatsView.as_view(), name="inbox-stats"),
+    path("dead-letters", inbox_views.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path("dead-letters/redrive", inbox_views.RedriveView.as_view(), name="dead-letter-redrive"),
 ]

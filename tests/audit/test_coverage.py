@@ -69,6 +69,7 @@ def test_each_kind_of_event_has_its_row(client, api_client, staff, member, new_a
     form = {
         "name": "Renamed",
         "slug": target.slug,
+        "max_deliveries": "10",
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
         "memberships-MIN_NUM_FORMS": "0",

@@ -100,7 +100,7 @@ def test_a_wrong_signing_secret_is_refused_with_invalid_signature(live_server, p
 def test_validation_errors_name_the_bad_fields(brikk, pair):
     sender, _ = pair
     with pytest.raises(BrikkAPIError) as caught:
-        brikk.echo(str(sender.agent.pk), "00000000-0000-7000-8000-000000000000", {}, ttl_ms=999_999)
+        brikk.echo(str(sender.agent.pk), "00000000-0000-7000-8000-000000000000", {}, ttl_ms=1_209_600_001)
     error = caught.value
     assert (error.status_code, error.code) == (422, "validation_error")
     assert "ttl_ms" in error.details

@@ -52,6 +52,7 @@ ACCEPTED = [
     VALID,
     _variant(version=..., type=..., ttl_ms=..., reply_to=..., nonce=...),  # the defaults
     _variant(message_id=str(uuid.uuid4()), ttl_ms=1),
+    _variant(ttl_ms=1_209_600_000),  # 14 days, the longest
     _variant(sender={"agent_id": str(uuid.uuid4())}, payload={}),
 ]
 
@@ -70,7 +71,7 @@ UNSURE = [
     _variant(version=1.0),
     _variant(type="shout"),
     _variant(ttl_ms=0),
-    _variant(ttl_ms=120001),
+    _variant(ttl_ms=1_209_600_001),
     _variant(ttl_ms="500"),
     _variant(ttl_ms=True),
     _variant(ttl_ms=5.0),

@@ -1,0 +1,277 @@
+"""Store-and-forward: each delivered message waits in its recipient's inbox until it is acked, expires or
+is dead-lettered. The inbox entry is the MessageLog row itself (written in the echo's own INSERT).
+
+States: ``queued`` → ``leased`` (one consumer until ``leased_until``, proved by its receipt) → ``acked``; a
+lease that runs out, or a nack, makes it receivable again (after the nack's delay). After the organization's
+``max_deliveries`` leases it is ``dead`` (``max_deliveries``); past ``expires_at`` (received + ttl_ms) before
+an ack, ``dead`` (``expired``). Dead-lettering happens in ``sweep`` only, so it is audited in one place.
+
+A receipt is ``<message id>:<token>``; it is valid while its lease holds. Results per receipt: ``ok``,
+``stale`` (a message in your inbox whose current lease is not this receipt's, or has run out), ``unknown``.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from agents.models import Organization
+from audit.actions import AuditAction
+from audit.services import record
+from coordination import leasing, metrics
+from coordination.messages import iso
+from coordination.models import MessageLog
+from coordination.serializers import TTL_MS_DEFAULT
+
+Delivery, DeadReason = MessageLog.Delivery, MessageLog.DeadReason
+UNDELIVERED = (Delivery.QUEUED, Delivery.LEASED)
+OK, STALE, UNKNOWN = "ok", "stale", "unknown"
+SWEEP_BATCH = 500
+
+
+def receipt_of(message_id, token: str) -> str:
+    return f"{message_id}:{token}"
+
+
+def parse_receipt(receipt) -> tuple[uuid.UUID, str] | None:
+    if not isinstance(receipt, str) or receipt.count(":") != 1:
+        return None
+    message_id, token = receipt.split(":")
+    try:
+        return uuid.UUID(message_id), token
+    except ValueError:
+        return None
+
+
+def max_deliveries_of(organization_id) -> int:
+    return Organization.objects.filter(pk=organization_id).values_list("max_deliveries", flat=True).first() or 10
+
+
+def receive(agent_id, organization_id, *, max_messages: int, lease_seconds: int, now=None) -> list[dict]:
+    """Lease the agent's oldest available messages; each item is the envelope plus its lease."""
+    now = now or timezone.now()
+    leases = leasing.lease(
+        agent_id,
+        now=now,
+        limit=max_messages,
+        lease_seconds=lease_seconds,
+        max_deliveries=max_deliveries_of(organization_id),
+    )
+    if leases:
+        metrics.INBOX_DELIVERIES.inc(len(leases))
+        redelivered = sum(1 for item in leases if item.delivery_count > 1)
+        if redelivered:
+            metrics.INBOX_REDELIVERIES.inc(redelivered)
+    return [
+        {
+            **(item.request_body or {}),
+            "id": str(item.id),
+            "receipt": receipt_of(item.id, item.token),
+            "delivery_count": item.delivery_count,
+            "leased_until": iso(item.leased_until),
+            "accepted_at": iso(item.received_at),
+        }
+        for item in leases
+    ]
+
+
+def _settle(agent_id, receipts: list, now: datetime, change: Callable) -> list[dict]:
+    """Check each receipt against its message's current lease (rows locked) and apply ``change`` to the
+    queryset of those whose lease holds. One result per receipt, in the order given."""
+    parsed = {receipt: parse_receipt(receipt) for receipt in receipts}
+    ids = {value[0] for value in parsed.values() if value is not None}
+    results = {}
+    with transaction.atomic():
+        rows = {
+            pk: (state, token, leased_until, expires_at)
+            for pk, state, token, leased_until, expires_at in MessageLog.objects.select_for_update()
+            .filter(recipient_id=agent_id, pk__in=ids, delivery_state__in=list(Delivery.values))
+            .values_list("pk", "delivery_state", "receipt", "leased_until", "expires_at")
+        }
+        valid = set()
+        for receipt, value in parsed.items():
+            if value is None or value[0] not in rows:
+                results[receipt] = UNKNOWN
+                continue
+            state, token, leased_until, expires_at = rows[value[0]]
+            holds = state == Delivery.LEASED and token and token == value[1] and leased_until > now
+            if holds and expires_at > now:
+                results[receipt] = OK
+                valid.add(value[0])
+            else:
+                results[receipt] = STALE
+        if valid:
+            change(MessageLog.objects.filter(pk__in=valid))
+    return [{"receipt": receipt, "result": results[receipt]} for receipt in receipts]
+
+
+def ack(agent_id, receipts: list, *, now=None) -> list[dict]:
+    now = now or timezone.now()
+    results = _settle(
+        agent_id,
+        receipts,
+        now,
+        lambda rows: rows.update(
+            delivery_state=Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
+        ),
+    )
+    metrics.INBOX_ACKS.inc(len({item["receipt"] for item in results if item["result"] == OK}))
+    return results
+
+
+def nack(agent_id, receipts: list, *, delay_seconds: int = 0, now=None) -> list[dict]:
+    now = now or timezone.now()
+    return _settle(
+        agent_id,
+        receipts,
+        now,
+        lambda rows: rows.update(
+            delivery_state=Delivery.QUEUED,
+            available_at=now + timedelta(seconds=delay_seconds),
+            receipt="",
+            leased_until=None,
+            updated_at=now,
+        ),
+    )
+
+
+def extend(agent_id, receipts: list, *, lease_seconds: int, now=None) -> list[dict]:
+    now = now or timezone.now()
+    return _settle(
+        agent_id,
+        receipts,
+        now,
+        lambda rows: rows.update(leased_until=now + timedelta(seconds=lease_seconds), updated_at=now),
+    )
+
+
+def stats(agent_id, *, now=None) -> dict:
+    """Counts per state of the agent's inbox and the age of its oldest available message."""
+    now = now or timezone.now()
+    counts = dict.fromkeys(Delivery.values, 0)
+    for state, count in (
+        MessageLog.objects.filter(recipient_id=agent_id, delivery_state__in=list(Delivery.values))
+        .order_by()
+        .values_list("delivery_state")
+        .annotate(count=Count("id"))
+    ):
+        counts[state] = count
+    oldest = (
+        MessageLog.objects.filter(leasing.available(now), recipient_id=agent_id, expires_at__gt=now)
+        .order_by("id")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    return {
+        "counts": counts,
+        "oldest_available_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+    }
+
+
+@dataclass
+class SweepResult:
+    expired: int = 0
+    max_deliveries: int = 0
+    leases_returned: int = 0
+
+
+def sweep(*, now=None, batch_size: int = SWEEP_BATCH) -> SweepResult:
+    """Idempotent, and safe with several instances at once: expired messages and those out of deliveries are
+    dead-lettered (each row locked with SKIP LOCKED, re-checked, audited once); leases that ran out go back to
+    ``queued``. Receiving does not need the sweep (a lapsed lease is available anyway); the stats and the dead
+    letters do."""
+    now = now or timezone.now()
+    result = SweepResult()
+    result.expired = _dead_letter(
+        Q(delivery_state__in=UNDELIVERED, expires_at__lte=now), DeadReason.EXPIRED, now, batch_size
+    )
+    result.leases_returned = MessageLog.objects.filter(delivery_state=Delivery.LEASED, leased_until__lte=now).update(
+        delivery_state=Delivery.QUEUED, receipt="", leased_until=None, available_at=now, updated_at=now
+    )
+    result.max_deliveries = _dead_letter(
+        Q(delivery_state=Delivery.QUEUED, delivery_count__gte=F("organization__max_deliveries")),
+        DeadReason.MAX_DELIVERIES,
+        now,
+        batch_size,
+    )
+    return result
+
+
+def _dead_letter(condition: Q, reason: str, now: datetime, batch_size: int) -> int:
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                MessageLog.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(condition)
+                .order_by()
+                .values_list("pk", "organization_id", "recipient_id", "message_id", "delivery_count")[:batch_size]
+            )
+            if not rows:
+                return total
+            MessageLog.objects.filter(pk__in=[row[0] for row in rows]).update(
+                delivery_state=Delivery.DEAD,
+                dead_reason=reason,
+                dead_at=now,
+                receipt="",
+                leased_until=None,
+                updated_at=now,
+            )
+            for pk, organization_id, recipient_id, message_id, delivery_count in rows:
+                record(
+                    AuditAction.MESSAGE_DEAD_LETTERED,
+                    organization_id=organization_id,
+                    actor_kind="system",
+                    actor_id="inbox-sweep",
+                    resource_kind="message",
+                    resource_id=pk,
+                    details={
+                        "reason": reason,
+                        "recipient_id": str(recipient_id) if recipient_id else None,
+                        "message_id": str(message_id) if message_id else None,
+                        "delivery_count": delivery_count,
+                    },
+                )
+        total += len(rows)
+        if len(rows) < batch_size:
+            return total
+
+
+def redrive(organization_id, ids: list, *, actor_id, now=None) -> dict:
+    """Dead letters of the organization back to ``queued``, their count reset and their ttl started again."""
+    now = now or timezone.now()
+    wanted = [uuid.UUID(str(value)) for value in ids]  # the serializer checked them
+    redriven = []
+    with transaction.atomic():
+        rows = list(
+            MessageLog.objects.select_for_update()
+            .filter(organization_id=organization_id, pk__in=wanted, delivery_state=Delivery.DEAD)
+            .values_list("pk", "request_body", "dead_reason", "delivery_count")
+        )
+        for pk, body, reason, count in rows:
+            ttl_ms = body.get("ttl_ms", TTL_MS_DEFAULT) if isinstance(body, dict) else TTL_MS_DEFAULT
+            MessageLog.objects.filter(pk=pk).update(
+                delivery_state=Delivery.QUEUED,
+                delivery_count=0,
+                dead_reason="",
+                dead_at=None,
+                available_at=now,
+                expires_at=now + timedelta(milliseconds=ttl_ms),
+                updated_at=now,
+            )
+            record(
+                AuditAction.MESSAGE_REDRIVEN,
+                organization_id=organization_id,
+                actor_kind="user",
+                actor_id=actor_id,
+                resource_kind="message",
+                resource_id=pk,
+                details={"previous_reason": reason, "delivery_count": count},
+            )
+            redriven.append(str(pk))
+    done = set(redriven)
+    return {"redriven": redriven, "not_found": [str(value) for value in wanted if str(value) not in done]}
