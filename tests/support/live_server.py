@@ -5,12 +5,13 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tests.support.processes import ManagedProcess
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -34,53 +35,25 @@ class Response:
         return self.body.decode(errors="replace")
 
 
-class LiveServer:
+class LiveServer(ManagedProcess):
+    name = "gunicorn"
+
     def __init__(self, env: dict, *, workers: int = 2, log_path: Path, unset: tuple[str, ...] = ()):
+        super().__init__(log_path)
         self.port = free_port()
         self.env = {name: value for name, value in {**os.environ, **env}.items() if name not in unset}
         self.workers = workers
-        self.log_path = log_path
-        self.process = None
 
     def start(self, timeout: float = 30) -> "LiveServer":
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(  # noqa: S603 - our own gunicorn, fixed arguments
-            [
-                GUNICORN,
-                "-c",
-                "brikk/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-            ],
+        self.launch(
+            [GUNICORN, "-c", "brikk/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
+            + ["--workers", str(self.workers)],
+            ready=lambda: self.get("/healthz", timeout=1).status == 200,
+            timeout=timeout,
             cwd=BASE_DIR,
             env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                if self.get("/healthz", timeout=1).status == 200:
-                    return self
-            time.sleep(0.2)
-        self.stop()  # never leave a server behind
-        raise RuntimeError(f"gunicorn did not answer: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None and not self.log.closed:
-            self.log.close()
+        return self
 
     def request(self, method: str, path: str, *, headers=None, body: bytes | None = None, timeout: float = 10):
         request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only

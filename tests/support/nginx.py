@@ -3,17 +3,15 @@
 Everything it writes (pid, temporary files) stays under a private prefix directory; logs go to a file.
 """
 
-import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from string import Template
 
 from tests.support.live_server import BASE_DIR, free_port
+from tests.support.processes import ManagedProcess
 
 TEMPLATE = BASE_DIR / "deploy" / "nginx.conf"
 PLACEHOLDERS = ("BRIKK_NGINX_LISTEN", "BRIKK_UPSTREAM", "BRIKK_MAX_BODY_BYTES")
@@ -32,13 +30,15 @@ def render(**values) -> str:
     return text
 
 
-class Nginx:
+class Nginx(ManagedProcess):
+    name = "nginx"
+    stop_grace_seconds = 10
+
     def __init__(self, upstream: str, *, max_body_bytes: int, log_path: Path):
+        super().__init__(log_path)
         self.port = free_port()
         self.upstream = upstream
         self.max_body_bytes = max_body_bytes
-        self.log_path = log_path
-        self.process = None
         # Readable by nginx's unprivileged workers (which write request bodies into it) even when the
         # test runs as root in a private temporary directory.
         self.prefix = Path(tempfile.mkdtemp(prefix="brikk-nginx-"))
@@ -56,31 +56,18 @@ class Nginx:
                 BRIKK_MAX_BODY_BYTES=self.max_body_bytes,
             )
         )
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(  # noqa: S603 - Debian's nginx, our own config
+
+        def listening() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        self.launch(
             [binary, "-e", "stderr", "-p", f"{self.prefix}/", "-c", str(config), "-g", "daemon off;"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            ready=listening,
+            timeout=timeout,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"nginx exited: {self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return self
-            time.sleep(0.1)
-        self.stop()  # never leave a proxy behind
-        raise RuntimeError(f"nginx did not listen: {self.log_path.read_text()[-3000:]}")
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None and not self.log.closed:
-            self.log.close()
+        super().stop()
         shutil.rmtree(self.prefix, ignore_errors=True)
