@@ -243,11 +243,15 @@ class EchoResponseSerializer(serializers.Serializer):
     delivery = DeliverySerializer(help_text="Its place in the recipient's inbox (state null until deliverable).")
 
 
-class MessageSerializer(serializers.ModelSerializer):
+# The ids a stored message is shown with, as plain UUIDs (not nested objects). No docstring: drf-spectacular
+# would make it the description of every subclass.
+class MessageRefsSerializer(serializers.ModelSerializer):
     organization_id = serializers.UUIDField(read_only=True)
     sender_id = serializers.UUIDField(read_only=True, allow_null=True)
     recipient_id = serializers.UUIDField(read_only=True, allow_null=True)
 
+
+class MessageSerializer(MessageRefsSerializer):
     class Meta:
         model = MessageLog
         fields = [
@@ -376,10 +380,7 @@ class RedriveResponseSerializer(serializers.Serializer):
     not_found = serializers.ListField(child=serializers.UUIDField(), help_text="Not a dead letter of yours.")
 
 
-class DeadLetterSerializer(serializers.ModelSerializer):
-    organization_id = serializers.UUIDField(read_only=True)
-    sender_id = serializers.UUIDField(read_only=True, allow_null=True)
-    recipient_id = serializers.UUIDField(read_only=True, allow_null=True)
+class DeadLetterSerializer(MessageRefsSerializer):
     envelope = serializers.JSONField(source="request_body", read_only=True)
     delivery = serializers.SerializerMethodField()
 
