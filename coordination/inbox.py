@@ -24,7 +24,7 @@ from audit.actions import AuditAction
 from audit.services import record
 from coordination import leasing, metrics
 from coordination.messages import iso
-from coordination.models import MessageLog
+from coordination.models import DeliveryAttempt, MessageLog
 from coordination.serializers import TTL_MS_DEFAULT
 
 Delivery, DeadReason = MessageLog.Delivery, MessageLog.DeadReason
@@ -51,7 +51,15 @@ def max_deliveries_of(organization_id) -> int:
     return Organization.objects.filter(pk=organization_id).values_list("max_deliveries", flat=True).first() or 10
 
 
-def receive(agent_id, organization_id, *, max_messages: int, lease_seconds: int, now=None) -> list[dict]:
+def receive(
+    agent_id,
+    organization_id,
+    *,
+    max_messages: int,
+    lease_seconds: int,
+    consumer: leasing.Consumer = leasing.Consumer(),  # noqa: B008 - frozen dataclass
+    now=None,
+) -> list[dict]:
     """Lease the agent's oldest available messages; each item is the envelope plus its lease."""
     now = now or timezone.now()
     leases = leasing.lease(
@@ -60,6 +68,7 @@ def receive(agent_id, organization_id, *, max_messages: int, lease_seconds: int,
         limit=max_messages,
         lease_seconds=lease_seconds,
         max_deliveries=max_deliveries_of(organization_id),
+        consumer=consumer,
     )
     if leases:
         metrics.INBOX_DELIVERIES.inc(len(leases))
@@ -79,9 +88,10 @@ def receive(agent_id, organization_id, *, max_messages: int, lease_seconds: int,
     ]
 
 
-def _settle(agent_id, receipts: list, now: datetime, change: Callable) -> list[dict]:
+def _settle(agent_id, receipts: list, now: datetime, change: Callable, attempt: dict) -> list[dict]:
     """Check each receipt against its message's current lease (rows locked) and apply ``change`` to the
-    queryset of those whose lease holds. One result per receipt, in the order given."""
+    queryset of those whose lease holds, and ``attempt`` (field values) to those leases' delivery attempts.
+    One result per receipt, in the order given."""
     parsed = {receipt: parse_receipt(receipt) for receipt in receipts}
     ids = {value[0] for value in parsed.values() if value is not None}
     results = {}
@@ -92,7 +102,7 @@ def _settle(agent_id, receipts: list, now: datetime, change: Callable) -> list[d
             .filter(recipient_id=agent_id, pk__in=ids, delivery_state__in=list(Delivery.values))
             .values_list("pk", "delivery_state", "receipt", "leased_until", "expires_at")
         }
-        valid = set()
+        valid, tokens = set(), set()
         for receipt, value in parsed.items():
             if value is None or value[0] not in rows:
                 results[receipt] = UNKNOWN
@@ -102,10 +112,12 @@ def _settle(agent_id, receipts: list, now: datetime, change: Callable) -> list[d
             if holds and expires_at > now:
                 results[receipt] = OK
                 valid.add(value[0])
+                tokens.add(value[1])
             else:
                 results[receipt] = STALE
         if valid:
             change(MessageLog.objects.filter(pk__in=valid))
+            DeliveryAttempt.objects.filter(message_id__in=valid, token__in=tokens, outcome="").update(**attempt)
     return [{"receipt": receipt, "result": results[receipt]} for receipt in receipts]
 
 
@@ -118,6 +130,7 @@ def ack(agent_id, receipts: list, *, now=None) -> list[dict]:
         lambda rows: rows.update(
             delivery_state=Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
         ),
+        {"outcome": DeliveryAttempt.Outcome.ACKED, "ended_at": now},
     )
     metrics.INBOX_ACKS.inc(len({item["receipt"] for item in results if item["result"] == OK}))
     return results
@@ -136,16 +149,19 @@ def nack(agent_id, receipts: list, *, delay_seconds: int = 0, now=None) -> list[
             leased_until=None,
             updated_at=now,
         ),
+        {"outcome": DeliveryAttempt.Outcome.NACKED, "ended_at": now},
     )
 
 
 def extend(agent_id, receipts: list, *, lease_seconds: int, now=None) -> list[dict]:
     now = now or timezone.now()
+    until = now + timedelta(seconds=lease_seconds)
     return _settle(
         agent_id,
         receipts,
         now,
-        lambda rows: rows.update(leased_until=now + timedelta(seconds=lease_seconds), updated_at=now),
+        lambda rows: rows.update(leased_until=until, updated_at=now),
+        {"leased_until": until},
     )
 
 

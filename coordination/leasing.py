@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q
 
-from coordination.models import MessageLog
+from coordination.models import DeliveryAttempt, MessageLog
 
 QUEUED, LEASED = MessageLog.Delivery.QUEUED.value, MessageLog.Delivery.LEASED.value
 
@@ -39,14 +39,31 @@ def available(now: datetime) -> Q:
     return Q(delivery_state=QUEUED, available_at__lte=now) | Q(delivery_state=LEASED, leased_until__lte=now)
 
 
-def lease(recipient_id, *, now: datetime, limit: int, lease_seconds: int, max_deliveries: int) -> list[Lease]:
+@dataclass(frozen=True)
+class Consumer:
+    """Who takes a lease, as the delivery timeline shows it."""
+
+    kind: str = DeliveryAttempt.Kind.RECEIVE
+    name: str = ""
+
+
+def lease(
+    recipient_id,
+    *,
+    now: datetime,
+    limit: int,
+    lease_seconds: int,
+    max_deliveries: int,
+    consumer: Consumer = Consumer(),  # noqa: B008 - frozen, so one shared default is safe
+) -> list[Lease]:
     """Lease up to ``limit`` of the recipient's oldest available, unexpired messages that have had fewer than
-    ``max_deliveries`` leases (those wait for the sweep to dead-letter them). Oldest first."""
+    ``max_deliveries`` leases (those wait for the sweep to dead-letter them), each lease recorded as a
+    DeliveryAttempt in the same statement. Oldest first."""
     until = now + timedelta(seconds=lease_seconds)
     if connection.vendor == "postgresql":
-        leases = _lease_postgresql(recipient_id, now, until, limit, max_deliveries)
+        leases = _lease_postgresql(recipient_id, now, until, limit, max_deliveries, consumer)
     else:
-        leases = _lease_portable(recipient_id, now, until, limit, max_deliveries)
+        leases = _lease_portable(recipient_id, now, until, limit, max_deliveries, consumer)
     return sorted(leases, key=lambda item: item.id.bytes)  # uuid7: byte order is arrival order
 
 
@@ -68,11 +85,16 @@ def _columns() -> dict[str, str]:
     ]
     columns = {name: quote(meta.get_field(name).column) for name in names}
     columns["table"] = quote(meta.db_table)
+    attempt = DeliveryAttempt._meta
+    columns["attempts"] = quote(attempt.db_table)
+    for name in ("message", "kind", "consumer", "token", "started_at", "leased_until", "outcome"):
+        columns[f"attempt_{name}"] = quote(attempt.get_field(name).column)
     return columns
 
 
 def lease_statement() -> str:
-    """PostgreSQL's one leasing statement (parameters: recipient, now, until, limit, max_deliveries)."""
+    """PostgreSQL's one leasing statement (parameters: recipient, now, until, limit, max_deliveries, kind,
+    consumer): pick, lease, and record each lease as a delivery attempt."""
     c = _columns()
     return f"""
         WITH picked AS MATERIALIZED (
@@ -87,6 +109,7 @@ def lease_statement() -> str:
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
         )
+        , leased AS (
         UPDATE {c["table"]} AS m SET
             {c["delivery_state"]} = '{LEASED}',
             {c["receipt"]} = gen_random_uuid()::text,
@@ -95,12 +118,19 @@ def lease_statement() -> str:
             {c["first_received_at"]} = COALESCE(m.{c["first_received_at"]}, %(now)s),
             {c["updated_at"]} = %(now)s
         FROM picked WHERE m.{c["id"]} = picked.{c["id"]}
-        RETURNING m.{c["id"]}, m.{c["receipt"]}, m.{c["delivery_count"]}, m.{c["leased_until"]},
-                  m.{c["request_body"]}, m.{c["received_at"]}
+        RETURNING m.{c["id"]} AS id, m.{c["receipt"]} AS receipt, m.{c["delivery_count"]} AS delivery_count,
+                  m.{c["leased_until"]} AS leased_until, m.{c["request_body"]} AS request_body,
+                  m.{c["received_at"]} AS received_at
+        ), recorded AS (
+            INSERT INTO {c["attempts"]} ({c["attempt_message"]}, {c["attempt_kind"]}, {c["attempt_consumer"]},
+                {c["attempt_token"]}, {c["attempt_started_at"]}, {c["attempt_leased_until"]}, {c["attempt_outcome"]})
+            SELECT id, %(kind)s, %(consumer)s, receipt, %(now)s, leased_until, '' FROM leased
+        )
+        SELECT id, receipt, delivery_count, leased_until, request_body, received_at FROM leased
     """  # noqa: S608 - only quoted names and the state constants are interpolated
 
 
-def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[Lease]:
+def _lease_postgresql(recipient_id, now, until, limit, max_deliveries, consumer: Consumer) -> list[Lease]:
     sql = lease_statement()
     params = {
         "recipient": recipient_id,
@@ -108,6 +138,8 @@ def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[L
         "until": until,
         "limit": limit,
         "max_deliveries": max_deliveries,
+        "kind": consumer.kind,
+        "consumer": consumer.name[:200],
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -125,7 +157,7 @@ def _lease_postgresql(recipient_id, now, until, limit, max_deliveries) -> list[L
     ]
 
 
-def _lease_portable(recipient_id, now, until, limit, max_deliveries) -> list[Lease]:
+def _lease_portable(recipient_id, now, until, limit, max_deliveries, consumer: Consumer) -> list[Lease]:
     leases = []
     with transaction.atomic():  # BEGIN IMMEDIATE on SQLite: one writer at a time
         picked = list(
@@ -149,4 +181,15 @@ def _lease_portable(recipient_id, now, until, limit, max_deliveries) -> list[Lea
                 updated_at=now,
             )
             leases.append(Lease(pk, token, count + 1, until, request_body, received_at))
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                message_id=item.id,
+                kind=consumer.kind,
+                consumer=consumer.name[:200],
+                token=item.token,
+                started_at=now,
+                leased_until=until,
+            )
+            for item in leases
+        )
     return leases

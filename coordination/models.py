@@ -73,6 +73,15 @@ class MessageLog(models.Model):
     dead_at = models.DateTimeField(null=True, blank=True)
     dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="received_at + ttl_ms.")
+    in_reply_to = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replies",
+        db_index=False,  # the partial index msg_replies: most messages answer nothing
+        help_text="The message this one answers: its reply_to is the message_id of a message its sender received.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -88,6 +97,7 @@ class MessageLog(models.Model):
                 condition=Q(delivery_state__in=["queued", "leased"]),
                 name="msg_inbox",
             ),
+            models.Index(fields=["in_reply_to"], condition=Q(in_reply_to__isnull=False), name="msg_replies"),
             models.Index(
                 fields=["organization", "-created_at", "-id"],
                 condition=Q(delivery_state="dead"),
@@ -111,6 +121,38 @@ class MessageLog(models.Model):
         """Set when the answer was given and the latency since the request was received."""
         self.responded_at = at or timezone.now()
         self.latency_ms = (self.responded_at - self.received_at).total_seconds() * 1000
+
+
+class DeliveryAttempt(models.Model):
+    """One hand-over of a message to a consumer: a lease (receive, stream) or a push. The message's delivery
+    timeline is its attempts in order; acks and nacks settle the attempt whose lease they hold."""
+
+    class Kind(models.TextChoices):
+        RECEIVE = "receive", "Receive"
+        STREAM = "stream", "Stream"
+        PUSH = "push", "Push"
+
+    class Outcome(models.TextChoices):
+        ACKED = "acked", "Acked"
+        NACKED = "nacked", "Nacked"
+        RELEASED = "released", "Released"
+
+    id = models.BigAutoField(primary_key=True)
+    message = models.ForeignKey(MessageLog, on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    consumer = models.CharField(max_length=200, blank=True, help_text="Who took it: the connection, its address.")
+    token = models.CharField(max_length=36, blank=True, help_text="The lease's receipt token.")
+    started_at = models.DateTimeField()
+    leased_until = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True, default="")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["message", "token"], name="attempt_message_token")]
+
+    def __str__(self):
+        return f"{self.kind} of {self.message_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
 class IdempotencyRecordQuerySet(models.QuerySet):

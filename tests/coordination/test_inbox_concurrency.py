@@ -45,7 +45,15 @@ def test_the_receive_statement_uses_the_partial_index(pair, org):
     sender, recipient = pair
     queue_messages(sender, recipient, 50)
     now = timezone.now()
-    params = {"recipient": recipient.pk, "now": now, "until": now, "limit": 10, "max_deliveries": 10}
+    params = {
+        "recipient": recipient.pk,
+        "now": now,
+        "until": now,
+        "limit": 10,
+        "max_deliveries": 10,
+        "kind": "receive",
+        "consumer": "",
+    }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + leasing.lease_statement(), params)
