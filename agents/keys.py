@@ -207,6 +207,20 @@ def verify(presented: str, client_ip: str | None = None) -> KeyIdentity:
     return _identity(row, prefix)
 
 
+def still_valid(identity: KeyIdentity, now: datetime | None = None) -> bool:
+    """For a long-lived request (an inbox stream), checked again while it lasts: the key it was opened with
+    is neither revoked nor expired, and its agent still authenticates."""
+    row = APIKey.objects.authentication_row(identity.prefix)
+    now = now or timezone.now()
+    return (
+        row is not None
+        and str(row.id) == identity.api_key_id
+        and row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > now)
+        and row.agent_status in Agent.AUTHENTICATING_STATUSES
+    )
+
+
 def _rehash(row: KeyRow, secret: str, presented_digest: str) -> None:
     """Store the secret's hash at the current work factor (only if nobody changed it meanwhile)."""
     rehashed = hash_secret(secret)

@@ -87,7 +87,7 @@ MIDDLEWARE = [
     "brikk.lib.middleware.CorrelationIdMiddleware",
     "brikk.lib.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "brikk.lib.middleware.StaticFilesMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -194,6 +194,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 BRIKK_AUDIT_SEAL_INTERVAL_SECONDS = env_int("BRIKK_AUDIT_SEAL_INTERVAL_SECONDS", 10, minimum=1)
 # celery beat: the inbox sweep (dead letters, lapsed leases; coordination/inbox.py).
 BRIKK_INBOX_SWEEP_INTERVAL_SECONDS = env_int("BRIKK_INBOX_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
+# Inbox streams (GET /api/v1/inbox/stream): a comment line this often keeps proxies from closing an idle
+# stream and shows a dead connection; the stream's key is checked again at each one.
+BRIKK_STREAM_HEARTBEAT_SECONDS = env_int("BRIKK_STREAM_HEARTBEAT_SECONDS", 15, minimum=1, maximum=300)
+# A stream ends (event: closed, reason max_duration) after this long; the client reconnects with
+# Last-Event-ID. Bounds what a stream opened long ago may still hold (its key is also checked at heartbeats).
+BRIKK_STREAM_MAX_SECONDS = env_int("BRIKK_STREAM_MAX_SECONDS", 3600, minimum=1, maximum=86400)
+# The ASGI server (brikk/asgi.py): threads that run the synchronous part of requests (Django's
+# middleware, DRF's authentication, database work). Waiting consumers hold none of them.
+BRIKK_ASGI_THREADS = env_int("BRIKK_ASGI_THREADS", 8, minimum=1, maximum=256)
 CELERY_BEAT_SCHEDULE = {
     "audit-seal": {"task": "audit.seal", "schedule": float(BRIKK_AUDIT_SEAL_INTERVAL_SECONDS)},
     "inbox-sweep": {"task": "coordination.sweep_inbox", "schedule": float(BRIKK_INBOX_SWEEP_INTERVAL_SECONDS)},

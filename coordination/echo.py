@@ -20,7 +20,7 @@ from agents.models import Agent
 from audit.actions import AuditAction
 from audit.services import record
 from brikk.lib.context import current
-from coordination import idempotency, tasks
+from coordination import idempotency, tasks, wakeup
 from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
 from coordination.messages import Caller, agent_ref, audit_message, echo_body, message_uuid
 from coordination.models import MessageLog
@@ -196,6 +196,7 @@ def _deliver_now(caller, data, envelope, sender, recipient, operation, received_
     body = echo_body(message, data, caller.auth_info())
     message.response_body = body
     _store(message, operation, status=200, body=body)
+    wakeup.announce(recipient)
     audit_message(AuditAction.ECHO_DELIVERED, message)
     return EchoOutcome(status=200, body=body)
 

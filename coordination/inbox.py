@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from agents.models import Organization
 from audit.actions import AuditAction
 from audit.services import record
-from coordination import leasing, metrics
+from coordination import leasing, metrics, wakeup
 from coordination.messages import iso
 from coordination.models import DeliveryAttempt, MessageLog
 from coordination.serializers import TTL_MS_DEFAULT
@@ -88,6 +88,48 @@ def receive(
     ]
 
 
+def next_available_in(agent_id, *, now=None) -> float | None:
+    """Seconds until one of the agent's messages becomes receivable without any write (a nack's delay ends,
+    a lease runs out), or None. A waiting consumer sleeps until then at most; new messages wake it sooner."""
+    now = now or timezone.now()
+    rows = MessageLog.objects.filter(recipient_id=agent_id, delivery_state__in=UNDELIVERED, expires_at__gt=now)
+    candidates = [
+        rows.filter(delivery_state=Delivery.QUEUED, available_at__gt=now).aggregate(at=Min("available_at"))["at"],
+        rows.filter(delivery_state=Delivery.LEASED, leased_until__gt=now).aggregate(at=Min("leased_until"))["at"],
+    ]
+    upcoming = [moment for moment in candidates if moment is not None]
+    return max((min(upcoming) - now).total_seconds(), 0.0) if upcoming else None
+
+
+def release_stream_leases_after(agent_id, message_id, *, now=None) -> int:
+    """A stream resumed with ``Last-Event-ID``: the messages its streams leased after that one, still unacked,
+    are receivable again at once (the connection may have dropped them) instead of when their lease runs out.
+    Those up to it were seen by the consumer, which acks them with their receipts."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        leased = (
+            MessageLog.objects.select_for_update(skip_locked=True)
+            .filter(recipient_id=agent_id, delivery_state=Delivery.LEASED, leased_until__gt=now, pk__gt=message_id)
+            .values_list("pk", "receipt")
+        )
+        rows = dict(leased)
+        streamed = set(
+            DeliveryAttempt.objects.filter(
+                message_id__in=rows, kind=DeliveryAttempt.Kind.STREAM, token__in=rows.values(), outcome=""
+            ).values_list("message_id", flat=True)
+        )
+        if not streamed:
+            return 0
+        MessageLog.objects.filter(pk__in=streamed).update(
+            delivery_state=Delivery.QUEUED, receipt="", leased_until=None, available_at=now, updated_at=now
+        )
+        DeliveryAttempt.objects.filter(message_id__in=streamed, outcome="").update(
+            outcome=DeliveryAttempt.Outcome.RELEASED, ended_at=now
+        )
+        wakeup.announce(agent_id)
+    return len(streamed)
+
+
 def _settle(agent_id, receipts: list, now: datetime, change: Callable, attempt: dict) -> list[dict]:
     """Check each receipt against its message's current lease (rows locked) and apply ``change`` to the
     queryset of those whose lease holds, and ``attempt`` (field values) to those leases' delivery attempts.
@@ -138,6 +180,7 @@ def ack(agent_id, receipts: list, *, now=None) -> list[dict]:
 
 def nack(agent_id, receipts: list, *, delay_seconds: int = 0, now=None) -> list[dict]:
     now = now or timezone.now()
+    wakeup.announce(agent_id)  # on commit; a delayed nack wakes waiters that then sleep until the delay ends
     return _settle(
         agent_id,
         receipts,
@@ -205,9 +248,12 @@ def sweep(*, now=None, batch_size: int = SWEEP_BATCH) -> SweepResult:
     result.expired = _dead_letter(
         Q(delivery_state__in=UNDELIVERED, expires_at__lte=now), DeadReason.EXPIRED, now, batch_size
     )
-    result.leases_returned = MessageLog.objects.filter(delivery_state=Delivery.LEASED, leased_until__lte=now).update(
-        delivery_state=Delivery.QUEUED, receipt="", leased_until=None, available_at=now, updated_at=now
-    )
+    with transaction.atomic():
+        result.leases_returned = MessageLog.objects.filter(
+            delivery_state=Delivery.LEASED, leased_until__lte=now
+        ).update(delivery_state=Delivery.QUEUED, receipt="", leased_until=None, available_at=now, updated_at=now)
+        if result.leases_returned:
+            wakeup.announce_all()
     result.max_deliveries = _dead_letter(
         Q(delivery_state=Delivery.QUEUED, delivery_count__gte=F("organization__max_deliveries")),
         DeadReason.MAX_DELIVERIES,
@@ -289,5 +335,9 @@ def redrive(organization_id, ids: list, *, actor_id, now=None) -> dict:
                 details={"previous_reason": reason, "delivery_count": count},
             )
             redriven.append(str(pk))
+        for recipient_id in set(
+            MessageLog.objects.filter(pk__in=[row[0] for row in rows]).values_list("recipient_id", flat=True)
+        ):
+            wakeup.announce(recipient_id)
     done = set(redriven)
     return {"redriven": redriven, "not_found": [str(value) for value in wanted if str(value) not in done]}

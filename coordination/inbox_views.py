@@ -1,16 +1,20 @@
 """The inbox and dead-letter API. Thin views: the work is in inbox.py."""
 
+import uuid
+from types import SimpleNamespace
+
+from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, renderers, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.permissions import InOrganization, OrganizationRole
 from agents.scoping import OrganizationScopedMixin
 from brikk.lib import parsers
-from brikk.lib.errors import CodedError, ErrorCode
-from coordination import inbox, schema
+from brikk.lib.context import current
+from coordination import inbox, leasing, schema, waiting
 from coordination.filters import DeadLetterFilter
 from coordination.models import MessageLog
 from coordination.serializers import (
@@ -20,13 +24,8 @@ from coordination.serializers import (
     ReceiptsSerializer,
     ReceiveSerializer,
     RedriveSerializer,
+    StreamQuerySerializer,
 )
-
-
-class LongPollNotAvailable(CodedError):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = ErrorCode.VALIDATION_ERROR
-    default_detail = "Long polling is not available yet (it comes with the ASGI server); send wait_seconds 0 and poll."
 
 
 class AgentInOrganization(InOrganization):
@@ -49,23 +48,102 @@ class InboxView(APIView):
     parser_classes = [parsers.GuardedJSONParser]
 
 
+def _consumer(kind: str, request) -> leasing.Consumer:
+    context = current()
+    return leasing.Consumer(kind=kind, name=f"{kind} {context.request_id[:12]} from {context.client_ip or '?'}")
+
+
+def _ask(request, kind: str, data: dict) -> waiting.Request:
+    return waiting.Request(
+        agent_id=request.user.agent_id,
+        organization_id=request.organization_id,
+        max_messages=data["max_messages"],
+        lease_seconds=data["lease_seconds"],
+        consumer=_consumer(kind, request),
+    )
+
+
 class ReceiveView(InboxView):
-    """POST /api/v1/inbox/receive — lease the oldest available messages."""
+    """POST /api/v1/inbox/receive — lease the oldest available messages; with ``wait_seconds``, wait for
+    the first one (long poll, finished on the event loop: brikk/lib/continued.py)."""
 
     @extend_schema(**schema.INBOX_RECEIVE)
     def post(self, request):
         data = _valid(ReceiveSerializer, request)
-        if data["wait_seconds"] > 0:
-            raise LongPollNotAvailable(
-                details={"wait_seconds": ["Long polling is not available yet; only 0 is accepted."]}
-            )
+        ask = _ask(request, "receive", data)
         messages = inbox.receive(
-            request.user.agent_id,
-            request.organization_id,
-            max_messages=data["max_messages"],
-            lease_seconds=data["lease_seconds"],
+            ask.agent_id,
+            ask.organization_id,
+            max_messages=ask.max_messages,
+            lease_seconds=ask.lease_seconds,
+            consumer=ask.consumer,
         )
-        return Response({"messages": messages})
+        response = Response({"messages": messages})
+        if not messages and data["wait_seconds"] > 0:
+
+            async def wait_for_messages(response):
+                response.data = {"messages": await waiting.receive(ask, data["wait_seconds"])}
+                return response
+
+            response.continuation = wait_for_messages
+        return response
+
+
+class EventStreamRenderer(renderers.BaseRenderer):
+    """``text/event-stream``: what an EventSource asks for. The stream's events are written by
+    coordination/waiting.py; this renders the answers that are not a stream (errors) as one ``error`` event,
+    with the usual JSON error body as its data and the HTTP status unchanged."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return f"event: error\ndata: {renderers.JSONRenderer().render(data).decode()}\n\n".encode()
+
+
+class AcceptOnlyNegotiation(parsers.GuardedContentNegotiation):
+    """The stream's answer is chosen by the Accept header alone: ``?format=`` is not DRF's renderer switch
+    here (the query string is the stream's own, validated by StreamQuerySerializer)."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+class StreamView(InboxView):
+    """GET /api/v1/inbox/stream — Server-Sent Events: each available message leased and sent as an event,
+    a heartbeat comment every BRIKK_STREAM_HEARTBEAT_SECONDS; ``Last-Event-ID`` resumes after that message."""
+
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+    content_negotiation_class = AcceptOnlyNegotiation
+
+    @extend_schema(**schema.INBOX_STREAM)
+    def get(self, request):
+        serializer = StreamQuerySerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        data = {**serializer.validated_data}
+        last_event_id = _last_event_id(request)
+        ask, identity = _ask(request, "stream", data), request.auth
+        response = Response(status=200)
+
+        async def open_stream(response):
+            return StreamingHttpResponse(
+                waiting.stream(ask, identity, last_event_id),
+                content_type="text/event-stream; charset=utf-8",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )
+
+        response.continuation = open_stream
+        return response
+
+
+def _last_event_id(request) -> uuid.UUID | None:
+    value = request.headers.get("Last-Event-ID")
+    if value is None or value == "":
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise serializers.ValidationError({"Last-Event-ID": ["Must be the id of a message event."]}) from None
 
 
 class AckView(InboxView):

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from audit.actions import AuditAction
 from brikk.lib.context import RequestContext, reset_context, set_context
+from coordination import wakeup
 from coordination.messages import audit_message, echo_body
 from coordination.models import MessageLog
 from coordination.serializers import TTL_MS_DEFAULT
@@ -108,6 +109,7 @@ def _finish_delivered(message: MessageLog) -> MessageLog:
             ]
         )
         audit_message(AuditAction.ECHO_DELIVERED, message)
+        wakeup.announce(message.recipient_id)
     return message
 
 

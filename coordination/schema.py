@@ -20,6 +20,7 @@ from coordination.serializers import (
     ReceiveSerializer,
     RedriveResponseSerializer,
     RedriveSerializer,
+    StreamQuerySerializer,
 )
 
 
@@ -164,7 +165,48 @@ INBOX_RECEIVE = {
     "responses": {
         200: ReceiveResponseSerializer,
         **_INBOX_ERRORS,
-        422: _error("validation_error: a bad field; wait_seconds above 0 (long polling is not available yet)."),
+        422: _error("validation_error: a bad field."),
+    },
+    "tags": ["inbox"],
+}
+
+
+def _error_event(response: OpenApiResponse) -> OpenApiResponse:
+    return OpenApiResponse(OpenApiTypes.OBJECT, description=f"{response.description} (as an `event: error`)")
+
+
+INBOX_STREAM = {
+    "summary": "Stream your inbox as Server-Sent Events",
+    "description": (
+        "Each available message is leased for `lease_seconds` and sent as an event: `id:` the message id, "
+        "`event: message`, `data:` the same JSON object as a receive item. A comment line (`: heartbeat`) every "
+        "15 seconds while idle. Reconnect with `Last-Event-ID`: the messages your streams leased after that one "
+        "and did not ack are sent again at once. Ack, nack or extend through the inbox endpoints. The stream "
+        "ends with `event: closed` when its key stops authenticating. Errors before the stream opens are the "
+        "usual JSON body, or one `event: error` whose data is that body when only `text/event-stream` is "
+        "accepted."
+    ),
+    "parameters": [
+        OpenApiParameter(
+            "Last-Event-ID", OpenApiTypes.UUID, OpenApiParameter.HEADER, description="Resume after this message."
+        ),
+        StreamQuerySerializer,
+        OpenApiParameter("format", exclude=True),  # not a renderer switch here (AcceptOnlyNegotiation)
+    ],
+    "responses": {
+        (200, "text/event-stream"): OpenApiResponse(
+            response=OpenApiTypes.OBJECT, description="The event stream: events with id, event and data."
+        ),
+        # As JSON, or as one `event: error` whose data is that JSON body when only text/event-stream is accepted.
+        **{
+            (status, media_type): response if media_type == "application/json" else _error_event(response)
+            for status, response in {
+                **COMMON_ERRORS,
+                403: _error("forbidden: only an agent key reaches an inbox."),
+                422: _error("validation_error: a bad query parameter or Last-Event-ID."),
+            }.items()
+            for media_type in ("application/json", "text/event-stream")
+        },
     },
     "tags": ["inbox"],
 }

@@ -319,9 +319,23 @@ LEASE_SECONDS_MAX = 43200
 class ReceiveSerializer(StrictSerializer):
     max_messages = WholeNumberField(min_value=1, max_value=100, default=10)
     wait_seconds = WholeNumberField(
-        min_value=0, max_value=20, default=0, help_text="Long polling: only 0 for now (it comes with the ASGI step)."
+        min_value=0,
+        max_value=20,
+        default=0,
+        help_text="Long polling: with nothing available, answer once a message is, or [] after this many seconds.",
     )
     lease_seconds = WholeNumberField(min_value=1, max_value=LEASE_SECONDS_MAX, default=30)
+
+
+class StreamQuerySerializer(StrictSerializer):
+    """The stream's query string (numbers as text, as query strings carry them)."""
+
+    lease_seconds = serializers.IntegerField(
+        min_value=1, max_value=LEASE_SECONDS_MAX, default=30, help_text="Each streamed message's lease."
+    )
+    max_messages = serializers.IntegerField(
+        min_value=1, max_value=100, default=10, help_text="Messages leased at a time while the stream keeps up."
+    )
 
 
 class ReceiptsSerializer(StrictSerializer):

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from brikk.lib.continued import continued_view
 from coordination import inbox_views, views
 
 urlpatterns = [
@@ -8,7 +9,8 @@ urlpatterns = [
     path("coordination/health", views.HealthView.as_view(), name="coordination-health"),
     path("coordination/messages", views.MessageListView.as_view(), name="coordination-message-list"),
     path("coordination/messages/<uuid:pk>", views.MessageDetailView.as_view(), name="coordination-message-detail"),
-    path("inbox/receive", inbox_views.ReceiveView.as_view(), name="inbox-receive"),
+    path("inbox/receive", continued_view(inbox_views.ReceiveView), name="inbox-receive"),
+    path("inbox/stream", continued_view(inbox_views.StreamView), name="inbox-stream"),
     path("inbox/ack", inbox_views.AckView.as_view(), name="inbox-ack"),
     path("inbox/nack", inbox_views.NackView.as_view(), name="inbox-nack"),
     path("inbox/extend", inbox_views.ExtendView.as_view(), name="inbox-extend"),

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from agents import failures, keys, services
 from agents.models import Membership
 from brikk.lib import outage
+from coordination import wakeup
 
 pytest_plugins = ["tests.factories"]
 
@@ -20,6 +21,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "pg_redis" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def inbox_listener_stopped(django_db_setup):
+    """The inbox's LISTEN connection (coordination/wakeup.py) closes before the test database is dropped."""
+    yield
+    wakeup.listener.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,7 @@
-class DashboardReferrerPolicyMiddleware:
+from brikk.lib.middleware import BothModes
+
+
+class DashboardReferrerPolicyMiddleware(BothModes):
     """``Referrer-Policy: same-origin`` for the dashboard's HTML pages.
 
     The site-wide ``no-referrer`` (SECURE_REFERRER_POLICY, which the API must send) makes browsers
@@ -7,11 +10,14 @@ class DashboardReferrerPolicyMiddleware:
     SecurityMiddleware, which only sets the header when a response has none.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        response = self.get_response(request)
+    @staticmethod
+    def _mark(request, response):
         if not request.path.startswith("/api/"):
             response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
+
+    def handle(self, request):
+        return self._mark(request, self.get_response(request))
+
+    async def __acall__(self, request):
+        return self._mark(request, await self.get_response(request))

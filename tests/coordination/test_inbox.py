@@ -93,14 +93,6 @@ def test_oldest_first_in_batches(api_client, new_agent, peer):
     assert [item["payload"]["n"] for item in first] == [0, 1, 2]
 
 
-def test_long_polling_is_refused_for_now(api_client, peer):
-    response = inbox_post(api_client, peer.key.plaintext, "receive", {"wait_seconds": 5})
-    assert response.status_code == 422
-    assert response.json()["code"] == "validation_error"
-    assert "Long polling is not available yet" in response.json()["message"]
-    assert "wait_seconds" in response.json()["details"]
-
-
 @pytest.mark.parametrize(
     ("action", "body"),
     [
@@ -109,6 +101,8 @@ def test_long_polling_is_refused_for_now(api_client, peer):
         ("receive", {"lease_seconds": 43201}),
         ("receive", {"max_messages": "5"}),
         ("receive", {"surprise": 1}),
+        ("receive", {"wait_seconds": 21}),
+        ("receive", {"wait_seconds": -1}),
         ("ack", {"receipts": []}),
         ("ack", {}),
         ("nack", {"receipts": ["x"], "delay_seconds": 901}),

@@ -111,7 +111,7 @@ def test_every_operation_documents_the_errors_of_the_shared_layers(schema):
         for method, operation in item.items()
         if method in ("get", "post", "put", "patch", "delete")
     }
-    assert len(operations) == 21
+    assert len(operations) == 22
     for (method, path), operation in operations.items():
         responses = operation["responses"]
         expected = {"406", "422", "503"}

@@ -74,8 +74,14 @@ def test_only_the_buffering_proxy_is_published_and_it_forwards_to_web():
     assert web["expose"] == ["8000"]
     assert proxy["environment"]["BRIKK_UPSTREAM"] == "web:8000"
     assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    # The inbox's waiting consumers go to the ASGI server, which is not published either.
+    events = services["events"]
+    assert proxy["environment"]["BRIKK_EVENTS_UPSTREAM"] == "events:8001" and events["expose"] == ["8001"]
+    assert events["command"][:2] == ["uvicorn", "brikk.asgi:application"] and "8001" in events["command"]
+    assert proxy["depends_on"]["events"]["condition"] == "service_healthy"
     # The proxy refuses bodies over the server's own limit, and the server trusts what the proxy forwards.
     assert proxy["environment"]["BRIKK_MAX_BODY_BYTES"] == web["environment"]["BRIKK_MAX_BODY_BYTES"]
+    assert events["environment"]["BRIKK_MAX_BODY_BYTES"] == web["environment"]["BRIKK_MAX_BODY_BYTES"]
     assert web["environment"]["DJANGO_BEHIND_PROXY"] == "${DJANGO_BEHIND_PROXY:-true}"
     assert proxy["build"]["dockerfile"] == "deploy/nginx.Dockerfile"
 
@@ -87,6 +93,8 @@ def test_only_the_buffering_proxy_is_published_and_it_forwards_to_web():
         "client_max_body_size ${BRIKK_MAX_BODY_BYTES};",
         "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
+        "location /api/v1/inbox/ {",
+        "proxy_pass http://brikk_events;",
     ):
         assert directive in template, directive
     image = (BASE_DIR / "deploy" / "nginx.Dockerfile").read_text()

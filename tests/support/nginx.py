@@ -14,7 +14,7 @@ from tests.support.live_server import BASE_DIR, free_port
 from tests.support.processes import ManagedProcess
 
 TEMPLATE = BASE_DIR / "deploy" / "nginx.conf"
-PLACEHOLDERS = ("BRIKK_NGINX_LISTEN", "BRIKK_UPSTREAM", "BRIKK_MAX_BODY_BYTES")
+PLACEHOLDERS = ("BRIKK_NGINX_LISTEN", "BRIKK_UPSTREAM", "BRIKK_EVENTS_UPSTREAM", "BRIKK_MAX_BODY_BYTES")
 
 
 def nginx_binary() -> str | None:
@@ -34,10 +34,11 @@ class Nginx(ManagedProcess):
     name = "nginx"
     stop_grace_seconds = 10
 
-    def __init__(self, upstream: str, *, max_body_bytes: int, log_path: Path):
+    def __init__(self, upstream: str, *, max_body_bytes: int, log_path: Path, events_upstream: str | None = None):
         super().__init__(log_path)
         self.port = free_port()
         self.upstream = upstream
+        self.events_upstream = events_upstream or upstream
         self.max_body_bytes = max_body_bytes
         # Readable by nginx's unprivileged workers (which write request bodies into it) even when the
         # test runs as root in a private temporary directory.
@@ -53,6 +54,7 @@ class Nginx(ManagedProcess):
             render(
                 BRIKK_NGINX_LISTEN=f"127.0.0.1:{self.port}",
                 BRIKK_UPSTREAM=self.upstream,
+                BRIKK_EVENTS_UPSTREAM=self.events_upstream,
                 BRIKK_MAX_BODY_BYTES=self.max_body_bytes,
             )
         )
