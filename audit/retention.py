@@ -90,7 +90,6 @@ class Selection:
     kind: str
     cutoff: datetime
     rows: int = 0
-    as_of: datetime | None = None  # when the run began: rows changed since are left for the next run
     first_sequence: int | None = None
     last_sequence: int | None = None
     previous_hash: str | None = None  # the link before the first archived audit row
@@ -153,7 +152,7 @@ def candidates(kind: str, cutoff: datetime, as_of: datetime | None = None) -> Qu
 def select_rows(kind: str, cutoff: datetime, as_of: datetime | None = None) -> Selection:
     if kind == AUDIT:
         return select_audit(cutoff)
-    return Selection(kind, cutoff, rows=candidates(kind, cutoff, as_of).count(), as_of=as_of)
+    return Selection(kind, cutoff, rows=candidates(kind, cutoff, as_of).count())
 
 
 # --- Archive --------------------------------------------------------------------------------
