@@ -37,6 +37,8 @@ class AuditAction(StrEnum):
     # Delivery (the inbox)
     MESSAGE_DEAD_LETTERED = "message.dead_lettered"
     MESSAGE_REDRIVEN = "message.redriven"
+    # Retention (audit/retention.py)
+    RETENTION_PURGED = "retention.purged"
 
 
 class UnknownAuditAction(ValueError):

@@ -16,12 +16,19 @@ in small batches by primary-key (or sequence) ranges, each batch its own short t
 purge never holds a lock on a table for long. Audit rows are purged only up to a sealed boundary
 whose chain verifies; the boundary becomes the chain's new start (``AuditChainAnchor``) so that
 ``verify_audit`` goes on verifying from there.
+
+Only what was archived is purged: a table that records when its rows change (``TableKind.changed_at``)
+leaves rows changed since the run began for the next run, and each batch deletes exactly the rows it
+locked. Rows that go with a row (``TableKind.attach``: a message's delivery attempts, deleted with it by
+CASCADE) are archived inside its record. Each purge is audited: one ``retention.purged`` row per kind and
+organization, with the counts.
 """
 
 import gzip
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +41,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import chain
+from audit.actions import AuditAction
 from audit.models import AuditChainAnchor, AuditLog, purge_allowed
+from audit.services import record
 
 AUDIT = "audit"
 AUDIT_FILE_NAME = "audit.jsonl.gz"
@@ -43,11 +52,18 @@ DEFAULT_BATCH_SIZE = 1000
 
 @dataclass(frozen=True)
 class TableKind:
-    """A table an app archives and purges by age: ``older_than(cutoff)`` is what may go."""
+    """A table an app archives and purges by age: ``older_than(cutoff)`` is what may go.
+
+    ``changed_at``: a field set on every change of a row (so rows changed once the run began are left for the
+    next one: nothing is purged in another state than it was archived in). ``attach``: adds, to a batch of
+    rows (dicts), the rows that go with them when they are deleted (CASCADE), under ``attached`` in each."""
 
     name: str
     file_name: str
     older_than: Callable[[datetime], QuerySet]
+    changed_at: str = ""
+    attach: Callable[[list[dict]], None] | None = None
+    attached: str = ""
 
 
 _table_kinds: dict[str, TableKind] = {}
@@ -88,6 +104,8 @@ class ArchivedFile:
     sha256: str
     rows: int
     ranges: list[tuple] = field(default_factory=list)  # primary-key (or sequence) ranges, for the deletes
+    organizations: Counter = field(default_factory=Counter)  # rows archived per organization id
+    attached: Counter = field(default_factory=Counter)  # rows archived with them (``TableKind.attach``)
 
 
 @dataclass
@@ -95,6 +113,7 @@ class Report:
     directory: Path | None
     selections: dict[str, Selection]
     deleted: dict[str, int] = field(default_factory=dict)
+    deleted_attached: dict[str, int] = field(default_factory=dict)  # e.g. messages' delivery attempts
 
 
 # --- What goes ------------------------------------------------------------------------------
@@ -121,10 +140,19 @@ def select_audit(cutoff: datetime) -> Selection:
     return selection
 
 
-def select_rows(kind: str, cutoff: datetime) -> Selection:
+def candidates(kind: str, cutoff: datetime, as_of: datetime | None = None) -> QuerySet:
+    """What a table kind's run may archive and purge: older than the cutoff, unchanged since ``as_of``."""
+    table = _table_kinds[kind]
+    queryset = table.older_than(cutoff)
+    if table.changed_at and as_of is not None:
+        queryset = queryset.filter(**{f"{table.changed_at}__lt": as_of})
+    return queryset
+
+
+def select_rows(kind: str, cutoff: datetime, as_of: datetime | None = None) -> Selection:
     if kind == AUDIT:
         return select_audit(cutoff)
-    return Selection(kind, cutoff, rows=_table_kinds[kind].older_than(cutoff).count())
+    return Selection(kind, cutoff, rows=candidates(kind, cutoff, as_of).count())
 
 
 # --- Archive --------------------------------------------------------------------------------
@@ -186,7 +214,7 @@ def archive_audit(directory: Path, selection: Selection, batch_size: int, progre
     """Write the selected sealed rows, checking every link on the way: a broken chain is never purged."""
     expected_previous = selection.previous_hash
     expected_sequence = selection.first_sequence
-    ranges = []
+    ranges, organizations = [], Counter()
 
     def records():
         nonlocal expected_previous, expected_sequence
@@ -202,6 +230,7 @@ def archive_audit(directory: Path, selection: Selection, batch_size: int, progre
                         "run manage.py verify_audit; nothing was purged"
                     )
                 expected_previous, expected_sequence = row.row_hash, row.sequence + 1
+                organizations[str(row.organization_id) if row.organization_id else None] += 1
             ranges.append((batch[0].sequence, batch[-1].sequence) if batch else None)
             yield [chain.archive_record(row) for row in batch]
 
@@ -212,21 +241,35 @@ def archive_audit(directory: Path, selection: Selection, batch_size: int, progre
             f"expected {selection.rows} audit rows from sequence {selection.first_sequence}, found {rows}: "
             "rows are missing from the chain; run manage.py verify_audit; nothing was purged"
         )
-    return ArchivedFile(AUDIT, name, digest, rows, [r for r in ranges if r])
+    return ArchivedFile(AUDIT, name, digest, rows, [r for r in ranges if r], organizations)
 
 
-def archive_table(directory: Path, kind: str, cutoff: datetime, batch_size: int, progress) -> ArchivedFile:
-    queryset = _table_kinds[kind].older_than(cutoff)
-    ranges = []
+def archive_table(
+    directory: Path, kind: str, cutoff: datetime, batch_size: int, progress, as_of: datetime | None = None
+) -> ArchivedFile:
+    table = _table_kinds[kind]
+    queryset = candidates(kind, cutoff, as_of)
+    ranges, organizations, attached = [], Counter(), Counter()
 
     def batches():
         for batch in _keyset(queryset, batch_size):
             ranges.append((batch[0]["id"], batch[-1]["id"]))
+            if table.attach is not None:
+                table.attach(batch)
+            for row in batch:
+                organization = _organization_of(row)
+                organizations[organization] += 1
+                if table.attached:
+                    attached[organization] += len(row[table.attached])
             yield batch
 
-    name = _table_kinds[kind].file_name
-    digest, rows = _write_gzip_jsonl(directory / name, batches(), progress)
-    return ArchivedFile(kind, name, digest, rows, ranges)
+    digest, rows = _write_gzip_jsonl(directory / table.file_name, batches(), progress)
+    return ArchivedFile(kind, table.file_name, digest, rows, ranges, organizations, attached)
+
+
+def _organization_of(row: dict) -> str | None:
+    organization = row.get("organization_id")
+    return str(organization) if organization is not None else None
 
 
 def write_manifest(directory: Path, files: list[ArchivedFile], selections: dict[str, Selection]) -> dict:
@@ -318,16 +361,61 @@ def purge_below_anchor(batch_size: int = DEFAULT_BATCH_SIZE, progress=lambda n: 
         progress(count)
 
 
-def purge_table(archived: ArchivedFile, cutoff: datetime, progress) -> int:
-    deleted = 0
+@dataclass
+class Purged:
+    rows: int = 0
+    attached: int = 0  # rows deleted with them (CASCADE)
+    organizations: Counter = field(default_factory=Counter)  # rows per organization id
+
+
+def purge_table(archived: ArchivedFile, cutoff: datetime, progress, as_of: datetime | None = None) -> Purged:
+    """Each archived range in its own transaction: the rows that may still go are locked, then exactly those
+    are deleted (so the counts per organization are what was deleted)."""
+    purged = Purged()
     for first, last in archived.ranges:
-        queryset = _table_kinds[archived.kind].older_than(cutoff)
+        queryset = candidates(archived.kind, cutoff, as_of)
+        model = queryset.model
         with transaction.atomic():
-            _, per_model = queryset.filter(pk__gte=first, pk__lte=last).delete()
-        count = per_model.get(queryset.model._meta.label, 0)
-        deleted += count
+            locked = list(
+                queryset.filter(pk__gte=first, pk__lte=last)
+                .select_for_update()
+                .order_by()
+                .values_list("pk", "organization_id")
+            )
+            per_model = {}
+            if locked:
+                _, per_model = model.objects.filter(pk__in=[pk for pk, _ in locked]).delete()
+        count = per_model.get(model._meta.label, 0)
+        purged.rows += count
+        purged.attached += sum(number for label, number in per_model.items() if label != model._meta.label)
+        purged.organizations.update(str(organization) if organization else None for _, organization in locked)
         progress(count)
-    return deleted
+    return purged
+
+
+def audit_purge(kind: str, organizations: Counter, *, selection: Selection, archived: ArchivedFile, run_name: str):
+    """One ``retention.purged`` audit row per organization (and one for rows of none) with its counts."""
+    table = _table_kinds.get(kind)
+    for organization, rows in sorted(organizations.items(), key=lambda item: item[0] or ""):
+        details = {
+            "table": kind,
+            "rows": rows,
+            "older_than": selection.cutoff.isoformat(),
+            "archive": run_name,
+            "file": archived.name,
+            "sha256": archived.sha256,
+        }
+        if table is not None and table.attached:
+            details[table.attached] = archived.attached.get(organization, 0)
+        record(
+            AuditAction.RETENTION_PURGED,
+            organization_id=organization,
+            actor_kind="system",
+            actor_id="retention",
+            resource_kind="archive",
+            resource_id=run_name,
+            details=details,
+        )
 
 
 # --- The run --------------------------------------------------------------------------------
@@ -352,7 +440,8 @@ def run(
     order = [kind for kind in kinds() if kind in wanted]
     if AUDIT in order and not dry_run:
         chain.seal()
-    selections = {kind: select_rows(kind, cutoff_by_kind[kind]) for kind in order}
+    as_of = timezone.now()
+    selections = {kind: select_rows(kind, cutoff_by_kind[kind], as_of) for kind in order}
     if dry_run or not any(selection.rows for selection in selections.values()):
         return Report(None, selections)
 
@@ -368,7 +457,7 @@ def run(
             if kind == AUDIT:
                 files.append(archive_audit(directory, selection, batch_size, bar.update))
             else:
-                files.append(archive_table(directory, kind, selection.cutoff, batch_size, bar.update))
+                files.append(archive_table(directory, kind, selection.cutoff, batch_size, bar.update, as_of))
     write_manifest(directory, files, selections)
 
     report = Report(directory, selections)
@@ -377,8 +466,14 @@ def run(
         with progress_factory(f"purge {archived.kind}", archived.rows) as bar:
             if archived.kind == AUDIT:
                 report.deleted[AUDIT] = purge_audit(selection, str(directory / archived.name), batch_size, bar.update)
+                # Sealed rows do not change: what was archived per organization is what went.
+                organizations = archived.organizations
             else:
-                report.deleted[archived.kind] = purge_table(archived, selection.cutoff, bar.update)
+                purged = purge_table(archived, selection.cutoff, bar.update, as_of)
+                report.deleted[archived.kind], organizations = purged.rows, purged.organizations
+                if purged.attached:
+                    report.deleted_attached[archived.kind] = purged.attached
+        audit_purge(archived.kind, organizations, selection=selection, archived=archived, run_name=directory.name)
     return report
 
 

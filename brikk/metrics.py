@@ -1,8 +1,8 @@
 """``GET /metrics``: Prometheus text for the whole server, guarded by a token or an address allowlist.
 
 Request counts and latency per route and status come from django-prometheus's middleware; the
-product counters from each app's ``metrics`` module (derived from audit events); Redis availability
-and the feature flags are read at scrape time. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes every
+product counters from each app's ``metrics`` module; Redis availability, the feature flags and the
+inbox depth (coordination/metrics.py) are read at scrape time. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes every
 worker write its own files and the scrape sums them (brikk/gunicorn.conf.py sets it up and cleans up
 after dead workers).
 """
@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 
 from brikk.lib.errors import ErrorCode, json_error_view
+from coordination.metrics import InboxDepthCollector
 
 FEATURE_FLAGS = {
     "hmac_required": "BRIKK_HMAC_REQUIRED",
@@ -54,7 +55,10 @@ def multiprocess_mode() -> bool:
 
 
 def exposition() -> bytes:
-    """Counters and histograms (all workers' in multiprocess mode, else this process's), then live state."""
+    """Counters and histograms (all workers' in multiprocess mode, else this process's), then live state read
+    at scrape time by collectors in a registry of their own: in multiprocess mode the default registry is not
+    what is scraped (the workers' files are), and a value true for the whole server must not be summed over
+    workers. Each live collector runs once per scrape, in the worker that serves it."""
     if multiprocess_mode():
         counted = CollectorRegistry()
         multiprocess.MultiProcessCollector(counted)
@@ -62,6 +66,7 @@ def exposition() -> bytes:
         counted = REGISTRY
     live = CollectorRegistry()
     live.register(LiveStateCollector())
+    live.register(InboxDepthCollector())  # one database query per scrape
     return generate_latest(counted) + generate_latest(live)
 
 

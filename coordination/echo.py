@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from rest_framework import serializers
 from uuid6 import uuid7
 
@@ -157,6 +158,28 @@ def _message_id_taken(caller: Caller, data) -> str | None:
     return str(data["message_id"]) if taken else None
 
 
+def replied_message(organization_id, sender, recipient, reply_to) -> Subquery | None:
+    """What a message answers, as an expression for its own INSERT (no extra round trip): the message whose
+    ``message_id`` is ``reply_to``, sent by this message's recipient to this message's sender in the same
+    organization (so a reply answers only what its sender received). The partial unique index on (sender,
+    message_id) finds it. None when ``reply_to`` is not a UUID; an expression that matches nothing stores NULL."""
+    try:
+        message_id = uuid.UUID(reply_to) if isinstance(reply_to, str) else None
+    except ValueError:
+        return None
+    if message_id is None:
+        return None
+    original = (
+        MessageLog.objects.filter(
+            organization_id=organization_id, sender_id=recipient, recipient_id=sender, message_id=message_id
+        )
+        .exclude(status=MessageLog.Status.REJECTED)
+        .order_by()
+        .values("pk")[:1]
+    )
+    return Subquery(original)
+
+
 def _new_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
     return MessageLog(
         id=uuid7(),
@@ -164,6 +187,7 @@ def _new_message(caller, data, envelope, sender, recipient, operation, received_
         message_id=envelope["message_id"],
         sender_id=sender,
         recipient_id=recipient,
+        in_reply_to_id=replied_message(caller.organization_id, sender, recipient, envelope.get("reply_to")),
         type=envelope["type"],
         auth_method=caller.auth_method,
         request_body=data,
@@ -179,6 +203,10 @@ def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
     """The message, then its idempotency record. Either may lose a race (IntegrityError), so they are
     written before the audit row and its log line; the caller's transaction commits all three."""
     message.save(force_insert=True)
+    if hasattr(message.in_reply_to_id, "resolve_expression"):
+        # The INSERT evaluated it; the attribute still holds the expression. Deferred, the value is loaded
+        # from the database if anything ever reads it (nothing on the echo's path does).
+        del message.__dict__["in_reply_to_id"]
     if operation is not None:
         idempotency.complete(operation, status=status, body=body, message=message)
 

@@ -75,6 +75,9 @@ def receive(
         redelivered = sum(1 for item in leases if item.delivery_count > 1)
         if redelivered:
             metrics.INBOX_REDELIVERIES.inc(redelivered)
+        for item in leases:
+            if item.delivery_count == 1:
+                metrics.ACCEPTED_TO_RECEIVED.observe(max((now - item.received_at).total_seconds(), 0))
     return [
         {
             **(item.request_body or {}),
@@ -130,26 +133,29 @@ def release_stream_leases_after(agent_id, message_id, *, now=None) -> int:
     return len(streamed)
 
 
-def _settle(agent_id, receipts: list, now: datetime, change: Callable, attempt: dict) -> list[dict]:
+def _settle(
+    agent_id, receipts: list, now: datetime, change: Callable, attempt: dict, settled: Callable | None = None
+) -> list[dict]:
     """Check each receipt against its message's current lease (rows locked) and apply ``change`` to the
     queryset of those whose lease holds, and ``attempt`` (field values) to those leases' delivery attempts.
+    After the transaction, ``settled`` gets the ``received_at`` of each message changed (for the metrics).
     One result per receipt, in the order given."""
     parsed = {receipt: parse_receipt(receipt) for receipt in receipts}
     ids = {value[0] for value in parsed.values() if value is not None}
     results = {}
     with transaction.atomic():
         rows = {
-            pk: (state, token, leased_until, expires_at)
-            for pk, state, token, leased_until, expires_at in MessageLog.objects.select_for_update()
+            pk: (state, token, leased_until, expires_at, received_at)
+            for pk, state, token, leased_until, expires_at, received_at in MessageLog.objects.select_for_update()
             .filter(recipient_id=agent_id, pk__in=ids, delivery_state__in=list(Delivery.values))
-            .values_list("pk", "delivery_state", "receipt", "leased_until", "expires_at")
+            .values_list("pk", "delivery_state", "receipt", "leased_until", "expires_at", "received_at")
         }
         valid, tokens = set(), set()
         for receipt, value in parsed.items():
             if value is None or value[0] not in rows:
                 results[receipt] = UNKNOWN
                 continue
-            state, token, leased_until, expires_at = rows[value[0]]
+            state, token, leased_until, expires_at, _ = rows[value[0]]
             holds = state == Delivery.LEASED and token and token == value[1] and leased_until > now
             if holds and expires_at > now:
                 results[receipt] = OK
@@ -160,12 +166,14 @@ def _settle(agent_id, receipts: list, now: datetime, change: Callable, attempt: 
         if valid:
             change(MessageLog.objects.filter(pk__in=valid))
             DeliveryAttempt.objects.filter(message_id__in=valid, token__in=tokens, outcome="").update(**attempt)
+    if settled is not None and valid:
+        settled([rows[pk][4] for pk in valid])
     return [{"receipt": receipt, "result": results[receipt]} for receipt in receipts]
 
 
 def ack(agent_id, receipts: list, *, now=None) -> list[dict]:
     now = now or timezone.now()
-    results = _settle(
+    return _settle(
         agent_id,
         receipts,
         now,
@@ -173,15 +181,20 @@ def ack(agent_id, receipts: list, *, now=None) -> list[dict]:
             delivery_state=Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
         ),
         {"outcome": DeliveryAttempt.Outcome.ACKED, "ended_at": now},
+        settled=lambda received: _observe_acks(received, now),
     )
-    metrics.INBOX_ACKS.inc(len({item["receipt"] for item in results if item["result"] == OK}))
-    return results
+
+
+def _observe_acks(received: list[datetime], now: datetime) -> None:
+    """Acks are counted, not audited; each one's time since its message was accepted is observed."""
+    metrics.INBOX_ACKS.inc(len(received))
+    for moment in received:
+        metrics.ACCEPTED_TO_ACKED.observe(max((now - moment).total_seconds(), 0))
 
 
 def nack(agent_id, receipts: list, *, delay_seconds: int = 0, now=None) -> list[dict]:
     now = now or timezone.now()
-    wakeup.announce(agent_id)  # on commit; a delayed nack wakes waiters that then sleep until the delay ends
-    return _settle(
+    results = _settle(
         agent_id,
         receipts,
         now,
@@ -193,7 +206,10 @@ def nack(agent_id, receipts: list, *, delay_seconds: int = 0, now=None) -> list[
             updated_at=now,
         ),
         {"outcome": DeliveryAttempt.Outcome.NACKED, "ended_at": now},
+        settled=lambda received: metrics.INBOX_NACKS.inc(len(received)),
     )
+    wakeup.announce(agent_id)  # after the commit; waiters of a delayed nack then sleep until the delay ends
+    return results
 
 
 def extend(agent_id, receipts: list, *, lease_seconds: int, now=None) -> list[dict]:

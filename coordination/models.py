@@ -5,6 +5,8 @@ from django.db.models import Q
 from django.utils import timezone
 from uuid6 import uuid7
 
+REPLIES_SHOWN = 50  # a message's detail lists at most this many of its replies
+
 
 class MessageLog(models.Model):
     """One echo, accepted or refused after authentication: what was asked, what was answered."""
@@ -116,6 +118,13 @@ class MessageLog(models.Model):
 
     def __str__(self):
         return f"{self.id} {self.type} {self.status}"
+
+    def first_replies(self, limit: int = REPLIES_SHOWN):
+        """The messages that answer this one (``in_reply_to``), oldest first, at most ``limit``: the ids,
+        message_id, type, sender and creation time of each (the partial index msg_replies finds them)."""
+        return self.replies.order_by("created_at", "id").values("id", "message_id", "type", "sender_id", "created_at")[
+            :limit
+        ]
 
     def mark_responded(self, at=None) -> None:
         """Set when the answer was given and the latency since the request was received."""

@@ -1,10 +1,25 @@
 """What coordination keeps for a while, registered with the archive-then-purge run (audit/retention.py).
 
-Idempotency records are registered before messages: they point at the messages they answered.
+Idempotency records are registered before messages: they point at the messages they answered. A message's
+delivery attempts go with it (CASCADE), so they are archived inside its record (``deliveries``); its replies
+stay, unlinked (``in_reply_to`` SET NULL).
 """
 
+from collections import defaultdict
+
 from audit import retention
-from coordination.models import IdempotencyRecord, MessageLog
+from coordination.models import DeliveryAttempt, IdempotencyRecord, MessageLog
+
+
+def attach_deliveries(batch: list[dict]) -> None:
+    """Each archived message with its delivery attempts, in order: one query per batch."""
+    by_message = defaultdict(list)
+    attempts = DeliveryAttempt.objects.filter(message_id__in=[row["id"] for row in batch]).order_by("started_at", "id")
+    for attempt in attempts.values():
+        by_message[attempt.pop("message_id")].append(attempt)
+    for row in batch:
+        row["deliveries"] = by_message.get(row["id"], [])
+
 
 IDEMPOTENCY = retention.TableKind(
     "idempotency",
@@ -20,6 +35,11 @@ MESSAGES = retention.TableKind(
     lambda cutoff: MessageLog.objects.filter(created_at__lt=cutoff).exclude(
         delivery_state__in=[MessageLog.Delivery.QUEUED, MessageLog.Delivery.LEASED]
     ),
+    # Every change of a message's delivery sets updated_at: one redriven (and leased again) while the run
+    # archives is left for the next run, never purged in another state than archived.
+    changed_at="updated_at",
+    attach=attach_deliveries,
+    attached="deliveries",
 )
 
 

@@ -117,7 +117,7 @@ MESSAGE_LIST = {
 }
 
 MESSAGE_DETAIL = {
-    "summary": "A message's status, attempts, error, request and response",
+    "summary": "A message's status, attempts, error, request and response, delivery and replies",
     "responses": {
         200: MessageDetailSerializer,
         **COMMON_ERRORS,

@@ -6,7 +6,7 @@ import uuid
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from coordination.models import MessageLog
+from coordination.models import REPLIES_SHOWN, MessageLog
 
 ENVELOPE_VERSION = "1.0"
 ACCEPTED_UUID_VERSIONS = (4, 7)
@@ -279,18 +279,41 @@ class MessageSerializer(MessageRefsSerializer):
         read_only_fields = fields
 
 
+class ReplySerializer(serializers.Serializer):
+    """A message that answers another (its envelope's reply_to is the other's message_id)."""
+
+    id = serializers.UUIDField(help_text="Server message id of the reply.")
+    message_id = serializers.UUIDField(help_text="The reply's envelope message_id.")
+    type = serializers.ChoiceField(choices=MessageLog.Type.choices)
+    sender_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
 class MessageDetailSerializer(MessageSerializer):
     request_body = serializers.JSONField(read_only=True)
     response_body = serializers.JSONField(read_only=True)
     delivery = serializers.SerializerMethodField()
+    in_reply_to = serializers.UUIDField(
+        source="in_reply_to_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The message this one answers: its reply_to named a message its sender received.",
+    )
+    replies = serializers.SerializerMethodField(
+        help_text=f"The messages that answer this one, oldest first (at most {REPLIES_SHOWN})."
+    )
 
     class Meta(MessageSerializer.Meta):
-        fields = [*MessageSerializer.Meta.fields, "request_body", "response_body", "delivery"]
+        fields = [*MessageSerializer.Meta.fields, "request_body", "response_body", "delivery", "in_reply_to", "replies"]
         read_only_fields = fields
 
     @extend_schema_field(DeliverySerializer)
     def get_delivery(self, message):
         return delivery_fields(message)
+
+    @extend_schema_field(ReplySerializer(many=True))
+    def get_replies(self, message):
+        return ReplySerializer(message.first_replies(), many=True).data
 
 
 class ErrorSerializer(serializers.Serializer):

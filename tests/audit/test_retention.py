@@ -110,8 +110,19 @@ def test_archive_then_purge_old_rows_and_keep_young_ones(tmp_path, org):
     )
     assert files["messages"]["rows"] == 4 and files["idempotency"]["rows"] == 5
 
-    assert AuditLog.objects.count() == total_audit - 7
+    assert AuditLog.objects.exclude(action="retention.purged").count() == total_audit - 7
     assert MessageLog.objects.count() == 2 and IdempotencyRecord.objects.count() == 2
+    # Each purge is audited: one row per kind and organization, with its counts (the old audit rows have none).
+    purges = {
+        (row.details["table"], str(row.organization_id) if row.organization_id else None): row
+        for row in AuditLog.objects.filter(action="retention.purged")
+    }
+    assert set(purges) == {("audit", None), ("messages", str(org.pk)), ("idempotency", str(org.pk))}
+    assert [purges[key].details["rows"] for key in sorted(purges, key=str)] == [7, 5, 4]
+    messages_purge = purges[("messages", str(org.pk))]
+    assert messages_purge.actor_kind == "system" and messages_purge.resource_id == directory.name
+    assert messages_purge.details["sha256"] == files["messages"]["sha256"]
+    assert messages_purge.details["deliveries"] == 0 and messages_purge.details["file"] == "messages.jsonl.gz"
     assert AuditChainAnchor.objects.get().sequence == 7
     assert "audit: archived 7 row(s)" in output and "deleted 7" in output
     assert "sha256sum -c SHA256SUMS" in output
@@ -128,7 +139,7 @@ def test_verify_after_purge_still_catches_tampering_and_a_forged_anchor(tmp_path
     purge(tmp_path, "--only", "audit")
     [directory] = [p for p in tmp_path.iterdir() if p.is_dir()]
     # Someone deletes the first row after the boundary and moves the anchor to hide it.
-    first = AuditLog.objects.order_by("sequence").first()
+    first = AuditLog.objects.sealed().order_by("sequence").first()
     tamper("DELETE FROM audit_auditlog WHERE sequence = %s", [first.sequence])
     with pytest.raises(CommandError):
         call_command("verify_audit", stdout=_Sink(), stderr=_Sink())
@@ -180,8 +191,9 @@ def test_unsealed_old_rows_are_sealed_first_and_rows_after_a_young_one_stay(tmp_
     make_rows(2, start=OLD + timedelta(hours=1))  # old, but sealed after a young row: kept with it
     output = purge(tmp_path, "--only", "audit")
     assert "audit: archived 3 row(s)" in output
-    assert AuditLog.objects.count() == 3
-    assert AuditLog.objects.unsealed().count() == 0
+    kept = AuditLog.objects.exclude(action="retention.purged")  # the purge's own row comes after the seal
+    assert kept.count() == 3
+    assert kept.unsealed().count() == 0
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path, capsys):

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["brikk", "agents", "coordination", "audit"]
 # Variables that configure the command-line client, not the server.
@@ -77,3 +79,16 @@ def test_the_layout_tables_match_the_tree_and_the_import_contract():
     for cell in table_cells(concerns, 1):
         for path in re.findall(r"`([a-z_]+/[a-z_/]+\.py)`", cell):
             assert (ROOT / path).is_file(), path
+
+
+@pytest.mark.django_db
+def test_the_metrics_table_lists_exactly_brikks_series():
+    """Every brikk_ series the server exposes (counters, histograms, the scrape-time gauges) is documented."""
+    from brikk.metrics import exposition
+
+    helped = re.findall(r"^# HELP (brikk_[a-z_]+) ", exposition().decode(), flags=re.MULTILINE)
+    exposed = {name for name in helped if not name.endswith("_created")}  # a counter's creation time
+    assert {"brikk_inbox_depth", "brikk_inbox_nacks_total", "brikk_inbox_accepted_to_acked_seconds"} <= exposed
+    cells = table_cells(section("### Metrics"), 0)
+    documented = {name for cell in cells for name in re.findall(r"`(brikk_[a-z_]+)", cell)}
+    assert documented == exposed

@@ -72,6 +72,8 @@ class Command(BaseCommand):
                 line += f"; {selection.unsealed_skipped} old row(s) not sealed yet are kept"
             if kind in report.deleted:
                 line += f"; deleted {report.deleted[kind]}"
+            if kind in report.deleted_attached:
+                line += f" (and {report.deleted_attached[kind]} row(s) that went with them)"
             self.stdout.write(line)
         if report.directory is not None:
             self.stdout.write(
