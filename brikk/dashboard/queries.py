@@ -104,8 +104,15 @@ def overview(organization_id, *, include_audit: bool) -> dict:
     recent_audit = (
         AuditLog.objects.filter(organization_id=organization_id).order_by("-created_at")[:8] if include_audit else []
     )
+    inboxes = inbox_counts(organization_id).values()
     return {
         "agent_counts": agent_counts(organization_id),
+        "inbox_totals": InboxCounts(
+            queued=sum(counts.queued for counts in inboxes),
+            leased=sum(counts.leased for counts in inboxes),
+            dead=sum(counts.dead for counts in inboxes),
+        ),
+        "agents_with_dead_letters": sum(1 for counts in inboxes if counts.dead),
         "echo_windows": [
             ("Last hour", echo_counts(organization_id, now - timedelta(hours=1))),
             ("Last 24 hours", echo_counts(organization_id, now - timedelta(days=1))),

@@ -232,7 +232,7 @@ def test_the_timeline_shows_each_lease_its_consumer_and_how_it_ended(member_clie
     body = response.content.decode()
     assert "10.0.0.7 worker-a" in body and "lease ran out: no ack in time" in body
     assert "Lease 2" in body and "10.0.0.8 worker-b" in body and "Acked</strong> by receiver" in body
-    assert "delivered: its recipient acked it" in body
+    assert "delivered: its recipient acked it; 2 deliveries counted." in body
     # Acked: the panel stops polling.
     assert reverse("dashboard:message-delivery", args=[message.pk]) not in body
 
@@ -289,3 +289,15 @@ def test_replies_and_the_original_link_to_each_other(member_client, org, pair, m
 def test_another_organizations_message_delivery_is_not_found(member_client, other_agent):
     (message,) = queue_messages(other_agent, other_agent, 1)
     assert member_client.get(reverse("dashboard:message-delivery", args=[message.pk])).status_code == 404
+
+
+def test_the_overview_totals_the_organizations_inboxes(member_client, pair, other_agent):
+    sender, receiver = pair
+    queue_messages(sender, receiver, 2)
+    lease(receiver)
+    dead(queue_messages(receiver, sender, 3))
+    dead(queue_messages(other_agent, other_agent, 5))  # another organization's: not counted
+    response = htmx(member_client, reverse("dashboard:overview-live"))
+    assert response.context["inbox_totals"] == queries.InboxCounts(queued=1, leased=1, dead=3)
+    assert response.context["agents_with_dead_letters"] == 1
+    assert 'data-testid="inbox-dead">3<' in response.content.decode()
