@@ -1,4 +1,5 @@
 import json
+import uuid
 from datetime import datetime, time
 
 from django import forms
@@ -9,6 +10,9 @@ from agents import rules
 from agents.models import Agent
 from brikk.dashboard import wording
 from brikk.lib.values import GuardedJSONDecoder, UnacceptableJSON
+
+# The most dead letters one redrive may name (a page shows at most queries.INBOX_SHOWN).
+REDRIVE_MAX = 100
 
 # Statuses a person may set from the dashboard; deletion has its own confirmed action.
 SETTABLE_STATUSES = [(value, label) for value, label in Agent.Status.choices if value != Agent.Status.DELETED]
@@ -147,3 +151,28 @@ class SwitchOrganizationForm(forms.Form):
             if membership.organization_id == wanted:
                 return membership.organization
         raise forms.ValidationError("You are not a member of that organization.")
+
+
+class UUIDListField(forms.Field):
+    """Several ids of one name (``ids=…&ids=…``), each a UUID."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        values = value or []
+        try:
+            return [uuid.UUID(str(item)) for item in values]
+        except ValueError:
+            raise forms.ValidationError("Not a message id.", code="invalid") from None
+
+
+class RedriveForm(forms.Form):
+    """Dead letters to send back to their recipient's inbox: one (its row's button) or every one shown."""
+
+    ids = UUIDListField(error_messages={"required": "Choose the dead letters to redrive."})
+
+    def clean_ids(self):
+        ids = self.cleaned_data["ids"]
+        if len(ids) > REDRIVE_MAX:
+            raise forms.ValidationError(f"Redrive at most {REDRIVE_MAX} at once.", code="too_many")
+        return ids

@@ -10,9 +10,22 @@ from django.utils import timezone
 
 from agents.models import Agent, APIKey
 from audit.models import AuditLog
-from coordination.models import MessageLog
+from coordination.models import DeliveryAttempt, MessageLog
 
 KEY_EXPIRY_WARNING = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class InboxCounts:
+    """An agent's inbox: queued (its depth), leased (in flight), dead (dead letters)."""
+
+    queued: int = 0
+    leased: int = 0
+    dead: int = 0
+
+    @property
+    def waiting(self) -> int:
+        return self.queued + self.leased
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,7 @@ class AgentRow:
     agent: Agent
     current_key: APIKey | None
     usable_keys: int
+    inbox: InboxCounts
 
     @property
     def key_age(self) -> timedelta | None:
@@ -41,6 +55,7 @@ def current_key(keys: list[APIKey], now: datetime) -> APIKey | None:
 def agent_rows(organization_id) -> list[AgentRow]:
     now = timezone.now()
     agents = Agent.objects.live().filter(organization_id=organization_id).prefetch_related("api_keys").order_by("name")
+    inboxes = inbox_counts(organization_id)
     rows = []
     for agent in agents:
         keys = list(agent.api_keys.all())
@@ -49,6 +64,7 @@ def agent_rows(organization_id) -> list[AgentRow]:
                 agent=agent,
                 current_key=current_key(keys, now),
                 usable_keys=sum(key.is_usable(now) for key in keys),
+                inbox=inboxes.get(agent.pk, InboxCounts()),
             )
         )
     return rows
@@ -88,8 +104,15 @@ def overview(organization_id, *, include_audit: bool) -> dict:
     recent_audit = (
         AuditLog.objects.filter(organization_id=organization_id).order_by("-created_at")[:8] if include_audit else []
     )
+    inboxes = inbox_counts(organization_id).values()
     return {
         "agent_counts": agent_counts(organization_id),
+        "inbox_totals": InboxCounts(
+            queued=sum(counts.queued for counts in inboxes),
+            leased=sum(counts.leased for counts in inboxes),
+            dead=sum(counts.dead for counts in inboxes),
+        ),
+        "agents_with_dead_letters": sum(1 for counts in inboxes if counts.dead),
         "echo_windows": [
             ("Last hour", echo_counts(organization_id, now - timedelta(hours=1))),
             ("Last 24 hours", echo_counts(organization_id, now - timedelta(days=1))),
@@ -133,3 +156,111 @@ def label_actors(entries) -> None:
     names.update({("agent", str(pk)): name for pk, name in agents.items()})
     for entry in entries:
         entry.actor_name = names.get((entry.actor_kind, entry.actor_id), "")
+
+
+# --- Delivery: inboxes, dead letters, a message's timeline ----------------------------------------
+
+# How many inbox rows and dead letters an agent's page shows (the oldest waiting, the latest dead).
+INBOX_SHOWN = 50
+Delivery = MessageLog.Delivery
+
+
+def inbox_counts(organization_id, *, agent_id=None) -> dict:
+    """Per recipient (agent id): queued (the inbox depth), leased (in flight) and dead messages. ONE grouped
+    query for the whole organization (or one agent), whatever the number of agents; acked rows are not counted."""
+    rows = MessageLog.objects.filter(
+        organization_id=organization_id,
+        delivery_state__in=[Delivery.QUEUED, Delivery.LEASED, Delivery.DEAD],
+        recipient_id__isnull=False,
+    )
+    if agent_id is not None:
+        rows = rows.filter(recipient_id=agent_id)
+    counts: dict = {}
+    for recipient_id, state, n in rows.order_by().values_list("recipient_id", "delivery_state").annotate(n=Count("id")):
+        counts.setdefault(recipient_id, {})[state] = n
+    return {recipient_id: InboxCounts(**by_state) for recipient_id, by_state in counts.items()}
+
+
+def agent_inbox(agent: Agent, now: datetime | None = None) -> dict:
+    """An agent's waiting messages (oldest first) and its dead letters (latest first), each capped at
+    ``INBOX_SHOWN``, with the counts that say how many there are in all. Four queries."""
+    now = now or timezone.now()
+    counts = inbox_counts(agent.organization_id, agent_id=agent.pk).get(agent.pk, InboxCounts())
+    waiting = list(
+        MessageLog.objects.filter(recipient_id=agent.pk, delivery_state__in=[Delivery.QUEUED, Delivery.LEASED])
+        .select_related("sender")
+        .order_by("id")[:INBOX_SHOWN]  # uuid7: id order is arrival order (the msg_inbox index)
+    )
+    for message in waiting:
+        message.lease_ran_out = message.delivery_state == Delivery.LEASED and message.leased_until <= now
+    dead = list(
+        MessageLog.objects.filter(
+            organization_id=agent.organization_id, recipient_id=agent.pk, delivery_state=Delivery.DEAD
+        )
+        .select_related("sender")
+        .order_by("-dead_at", "-id")[:INBOX_SHOWN]
+    )
+    return {"counts": counts, "waiting": waiting, "dead_letters": dead, "inbox_shown": INBOX_SHOWN}
+
+
+def dead_letters_of(agent: Agent, ids) -> list:
+    """Those of ``ids`` that are dead letters addressed to ``agent`` (the page redrives only its own)."""
+    return list(
+        MessageLog.objects.filter(
+            organization_id=agent.organization_id, recipient_id=agent.pk, delivery_state=Delivery.DEAD, pk__in=ids
+        ).values_list("pk", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One line of a message's delivery timeline. ``kind``: accepted, lease, acked, dead, expires."""
+
+    at: datetime
+    kind: str
+    attempt: DeliveryAttempt | None = None
+    number: int = 0  # a lease's: 1 for the first
+    lease_ran_out: bool = False
+    holding: bool = False
+
+
+def delivery_timeline(message: MessageLog, now: datetime | None = None) -> list[TimelineEvent]:
+    """What happened to a message in its recipient's inbox, in time order: accepted, each lease (kind, consumer,
+    until, and its outcome, or that it ran out), then acked or dead-lettered, or when it will expire. One query
+    (its delivery attempts)."""
+    now = now or timezone.now()
+    if not message.delivery_state:
+        return []
+    events = [TimelineEvent(at=message.received_at, kind="accepted")]
+    for number, attempt in enumerate(message.deliveries.order_by("started_at", "id"), start=1):
+        unsettled = not attempt.outcome and attempt.leased_until is not None
+        events.append(
+            TimelineEvent(
+                at=attempt.started_at,
+                kind="lease",
+                attempt=attempt,
+                number=number,
+                lease_ran_out=unsettled and attempt.leased_until <= now,
+                holding=unsettled and attempt.leased_until > now,
+            )
+        )
+    if message.acked_at:
+        events.append(TimelineEvent(at=message.acked_at, kind="acked"))
+    if message.dead_at:
+        events.append(TimelineEvent(at=message.dead_at, kind="dead"))
+    if message.delivery_state in (Delivery.QUEUED, Delivery.LEASED) and message.expires_at:
+        events.append(TimelineEvent(at=message.expires_at, kind="expires"))
+    return sorted(events, key=lambda event: event.at)
+
+
+def message_relations(message: MessageLog) -> dict:
+    """The message it answers (if of the same organization) and its replies, oldest first (capped)."""
+    original = message.in_reply_to if message.in_reply_to_id else None
+    if original is not None and original.organization_id != message.organization_id:
+        original = None
+    replies = list(
+        message.replies.filter(organization_id=message.organization_id)
+        .select_related("sender")
+        .order_by("created_at", "id")[:INBOX_SHOWN]
+    )
+    return {"original": original, "replies": replies}

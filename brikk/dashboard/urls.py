@@ -14,6 +14,8 @@ urlpatterns = [
     path("agents/table/", views.agent_table, name="agent-table"),
     path("agents/new/", views.agent_create, name="agent-create"),
     path("agents/<uuid:pk>/", views.agent_detail, name="agent-detail"),
+    path("agents/<uuid:pk>/inbox/", views.agent_inbox, name="agent-inbox"),
+    path("agents/<uuid:pk>/redrive/", views.agent_redrive, name="agent-redrive"),
     path("agents/<uuid:pk>/edit/", views.agent_edit, name="agent-edit"),
     path("agents/<uuid:pk>/status/", views.agent_status, name="agent-status"),
     path("agents/<uuid:pk>/rotate-key/", views.agent_rotate, name="agent-rotate"),
@@ -24,5 +26,6 @@ urlpatterns = [
     path("messages/", views.message_list, name="messages"),
     path("messages/rows/", views.message_rows, name="message-rows"),
     path("messages/<uuid:pk>/", views.message_detail, name="message-detail"),
+    path("messages/<uuid:pk>/delivery/", views.message_delivery, name="message-delivery"),
     path("audit/", views.audit_list, name="audit"),
 ]

@@ -24,8 +24,16 @@ from audit.models import AuditLog
 from brikk.dashboard import queries, wording
 from brikk.dashboard.access import dashboard_view
 from brikk.dashboard.filters import DashboardAuditFilter, DashboardMessageFilter, without_blanks
-from brikk.dashboard.forms import AgentCreateForm, AgentForm, AgentStatusForm, RotateKeyForm, SwitchOrganizationForm
+from brikk.dashboard.forms import (
+    AgentCreateForm,
+    AgentForm,
+    AgentStatusForm,
+    RedriveForm,
+    RotateKeyForm,
+    SwitchOrganizationForm,
+)
 from brikk.dashboard.pagination import NEWER, OLDER, paginate
+from coordination import inbox
 from coordination.models import MessageLog
 
 PAGE_SIZE = 50
@@ -175,8 +183,42 @@ def agent_detail(request, pk):
         "keys": keys,
         "current_key": queries.current_key(keys, timezone.now()),
         "status_form": AgentStatusForm(initial={"status": agent.status}),
+        **queries.agent_inbox(agent),
     }
     return render_page(request, "dashboard/agent_detail.html", context, tab="agents")
+
+
+def _inbox_context(agent, **extra) -> dict:
+    return {"agent": agent, **queries.agent_inbox(agent), **extra}
+
+
+@require_GET
+@dashboard_view()
+def agent_inbox(request, pk):
+    """The agent's inbox and dead letters, polled (its page's live panel)."""
+    agent = _agent(request, pk)
+    return render_fragment(request, "dashboard/agent_detail.html#agent_inbox", _inbox_context(agent))
+
+
+@require_POST
+@dashboard_view(write=True)
+def agent_redrive(request, pk):
+    """Send dead letters of this agent back to its inbox (coordination.inbox.redrive, which audits each one).
+    An htmx post gets the refreshed panel and the outcome in words; a plain form post a redirect and a flash."""
+    agent = _agent(request, pk)
+    form = RedriveForm(request.POST)
+    if form.is_valid():
+        ids = queries.dead_letters_of(agent, form.cleaned_data["ids"])
+        redriven = inbox.redrive(request.organization_id, ids, actor_id=str(request.user.pk))["redriven"] if ids else []
+        level = messages.SUCCESS if redriven else messages.INFO
+        feedback = wording.redriven(len(redriven), agent.name)
+    else:
+        level, feedback = messages.ERROR, " ".join(form.errors["ids"])
+    if not is_partial(request):
+        messages.add_message(request, level, feedback)
+        return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+    context = _inbox_context(agent, feedback=feedback, feedback_tag=messages.DEFAULT_TAGS[level])
+    return render_fragment(request, "dashboard/agent_redrive.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -339,13 +381,32 @@ def message_rows(request):
     return render_fragment(request, "dashboard/messages.html#message_table", _message_page_context(request))
 
 
+def _message_context(request, pk) -> dict:
+    """A message of the current organization (or 404), its delivery timeline, what it answers and its replies."""
+    message = get_object_or_404(
+        MessageLog.objects.select_related("sender", "recipient", "in_reply_to"),
+        pk=pk,
+        organization_id=request.organization_id,
+    )
+    return {
+        "message": message,
+        "timeline": queries.delivery_timeline(message),
+        "live": message.delivery_state in inbox.UNDELIVERED,
+        **queries.message_relations(message),
+    }
+
+
 @require_GET
 @dashboard_view()
 def message_detail(request, pk):
-    message = get_object_or_404(
-        MessageLog.objects.select_related("sender", "recipient"), pk=pk, organization_id=request.organization_id
-    )
-    return render_page(request, "dashboard/message_detail.html", {"message": message}, tab="messages")
+    return render_page(request, "dashboard/message_detail.html", _message_context(request, pk), tab="messages")
+
+
+@require_GET
+@dashboard_view()
+def message_delivery(request, pk):
+    """The message's delivery and replies, polled while it waits in its recipient's inbox."""
+    return render_fragment(request, "dashboard/message_detail.html#message_delivery", _message_context(request, pk))
 
 
 # --- Echo test --------------------------------------------------------------------------------

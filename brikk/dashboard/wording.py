@@ -88,3 +88,51 @@ def keys_revoked(count: int, agent_name: str) -> str:
         "Revoked %(count)d keys of %(name)s; they stop working now.",
         count,
     ) % {"count": count, "name": agent_name}
+
+
+# --- Delivery ---------------------------------------------------------------------------------------
+
+# A message's place in its recipient's inbox, as a sentence's end ("This message is …").
+DELIVERY_PHRASES = {
+    "queued": "waiting in the inbox of its recipient",
+    "leased": "in flight: leased to a consumer, waiting for its ack",
+    "acked": "delivered: its recipient acked it",
+    "dead": "a dead letter",
+}
+
+# Why a message is a dead letter.
+DEAD_REASONS = {
+    "expired": "expired: its time to live ran out before an ack",
+    "max_deliveries": "out of deliveries: leased the most times allowed, never acked",
+}
+
+# How a lease ended (coordination.models.DeliveryAttempt.Outcome), and the two ways it may not have.
+LEASE_OUTCOMES = {
+    "acked": "acked",
+    "nacked": "nacked: handed back to the inbox",
+    "released": "released by the consumer",
+}
+LEASE_RAN_OUT = "lease ran out: no ack in time"
+LEASE_HOLDING = "held now, no ack yet"
+
+
+def delivery_phrase(state: str) -> str:
+    return DELIVERY_PHRASES.get(state, state or "not in an inbox")
+
+
+def dead_reason(reason: str) -> str:
+    return DEAD_REASONS.get(reason, reason)
+
+
+def lease_outcome(outcome: str) -> str:
+    return LEASE_OUTCOMES.get(outcome, outcome)
+
+
+def redriven(count: int, agent_name: str) -> str:
+    if not count:
+        return f"Nothing was redriven: those messages are no longer dead letters of {agent_name}."
+    return ngettext(
+        "Sent %(count)d dead letter back to the inbox of %(name)s.",
+        "Sent %(count)d dead letters back to the inbox of %(name)s.",
+        count,
+    ) % {"count": count, "name": agent_name}

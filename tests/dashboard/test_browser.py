@@ -295,6 +295,99 @@ def test_member_sees_a_read_only_dashboard_and_live_status(page, live_server, or
         visibility("visible")
 
 
+def test_owner_redrives_dead_letters_and_follows_a_message_through_its_delivery(
+    page, live_server, org, owner, make_agent, make_message
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from coordination import inbox
+    from coordination.leasing import Consumer
+    from tests.support.inbox import queue_messages
+
+    sender, receiver = make_agent(org, name="sender", owner=owner).agent, make_agent(org, name="receiver").agent
+    start = timezone.now() - timedelta(minutes=3)
+    (waiting,) = queue_messages(sender, receiver, 1, now=start)
+    letters = queue_messages(sender, receiver, 3, now=start)
+    MessageLog.objects.filter(pk__in=[m.pk for m in letters]).update(
+        delivery_state="dead", dead_reason="max_deliveries", dead_at=timezone.now(), delivery_count=10
+    )
+    reply = make_message(org, receiver, sender, in_reply_to=waiting)
+
+    def lease(name, seconds, at):
+        return inbox.receive(
+            receiver.pk, org.pk, max_messages=1, lease_seconds=seconds, consumer=Consumer(name=name), now=at
+        )
+
+    log_in(page, "owner")
+    page.goto("/")
+    expect(page.get_by_test_id("inbox-dead")).to_have_text("3")
+    page.get_by_role("link", name="See them by agent →").click()
+    page.wait_for_url(f"{live_server.url}/agents/")
+    row = page.locator('tr[data-agent="receiver"]')
+    assert row.get_by_test_id("queued").inner_text() == "1" and row.get_by_test_id("dead").inner_text() == "3"
+    row.get_by_role("link", name="receiver").click()
+    page.wait_for_url(f"{live_server.url}/agents/{receiver.pk}/")
+    mark_document(page)
+    inbox_rows = page.locator("[data-testid=inbox-table] tbody tr")
+    dead_rows = page.locator("[data-testid=dead-table] tbody tr")
+    expect(inbox_rows).to_have_count(1)
+    expect(dead_rows).to_have_count(3)
+
+    # One dead letter, by its own button: it moves back to the inbox, and the page says so.
+    first = letters[0]
+    page.get_by_role("button", name=f"Redrive message {first.pk}").click()
+    expect(page.get_by_test_id("redrive-feedback")).to_have_text("Sent 1 dead letter back to the inbox of receiver.")
+    page.locator(f'[data-testid=inbox-table] tr[data-message="{first.pk}"]').wait_for()
+    expect(dead_rows).to_have_count(2)
+    assert MessageLog.objects.get(pk=first.pk).delivery_state == "queued"
+    shot(page, "agent-inbox")
+
+    # The rest, all at once; the feedback outlives the panel's next polls.
+    page.get_by_test_id("redrive-all").click()
+    expect(page.get_by_test_id("redrive-feedback")).to_have_text("Sent 2 dead letters back to the inbox of receiver.")
+    expect(inbox_rows).to_have_count(4)
+    page.get_by_text("No dead letters.").wait_for()
+    assert set(MessageLog.objects.filter(pk__in=[m.pk for m in letters]).values_list("delivery_state", flat=True)) == {
+        "queued"
+    }
+    with page.expect_response(lambda response: f"/agents/{receiver.pk}/inbox/" in response.url):
+        pass  # a poll lands
+    assert page.get_by_test_id("redrive-feedback").is_visible()
+    assert still_same_document(page)
+
+    # A message's delivery, live while it waits: a lease that runs out, then one that is acked.
+    page.locator(f'[data-testid=inbox-table] tr[data-message="{waiting.pk}"]').get_by_role("link").click()
+    page.wait_for_url(f"{live_server.url}/messages/{waiting.pk}/")
+    timeline = page.get_by_test_id("delivery-timeline")
+    timeline.locator('[data-event="accepted"]').wait_for()
+    expect(timeline.locator('[data-event="lease"]')).to_have_count(0)
+    lease("10.0.0.7 worker-a", 1, timezone.now() - timedelta(seconds=5))
+    timeline.get_by_text("lease ran out: no ack in time").wait_for()  # without a reload
+    (item,) = lease("10.0.0.8 worker-b", 60, timezone.now())
+    timeline.get_by_text("10.0.0.8 worker-b").wait_for()
+    inbox.ack(receiver.pk, [item["receipt"]])
+    expect(page.get_by_test_id("delivery-state")).to_have_text("Acked")
+    expect(timeline.get_by_test_id("lease-outcome").nth(1)).to_contain_text("acked")
+    shot(page, "message-timeline")
+
+    # Its reply, and back to the original from the reply.
+    page.get_by_test_id("replies").get_by_role("link").click()
+    page.wait_for_url(f"{live_server.url}/messages/{reply.pk}/")
+    page.get_by_test_id("in-reply-to").get_by_role("link").click()
+    page.wait_for_url(f"{live_server.url}/messages/{waiting.pk}/")
+    page.get_by_test_id("delivery-timeline").wait_for()
+
+    # At phone width the inbox, the dead letters and the timeline stay on the page.
+    MessageLog.objects.filter(pk=letters[0].pk).update(delivery_state="dead", dead_reason="expired")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (f"/agents/{receiver.pk}/", f"/messages/{waiting.pk}/"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        assert overflow(page) == 0, f"{path} runs off the page at 390 px"
+
+
 # --- Issue 9: what a new user tripped on ---------------------------------------------------------------
 
 

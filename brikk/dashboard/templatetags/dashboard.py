@@ -8,6 +8,8 @@ wording itself is brikk/dashboard/wording.py).
 - ``value|pretty_json``: indented JSON (metadata, audit details, request and response bodies).
 - ``seconds|duration``: ``1 hour``, ``1 hour 30 minutes``.
 - ``{% short_id value %}``: an identifier's distinguishing end with the whole one as tooltip.
+- ``state|delivery_phrase``, ``reason|dead_reason``, ``outcome|lease_outcome``, ``{% lease_ending event %}``:
+  a message's delivery in words.
 """
 
 from django import template
@@ -47,3 +49,28 @@ def duration(seconds):
 def short_id(value):
     text = str(value or "")
     return format_html('<span class="mono id" title="{}">{}</span>', text, wording.short_id(text))
+
+
+@register.filter
+def delivery_phrase(state):
+    return wording.delivery_phrase(state)
+
+
+@register.filter
+def dead_reason(reason):
+    return wording.dead_reason(reason)
+
+
+@register.filter
+def lease_outcome(outcome):
+    return wording.lease_outcome(outcome)
+
+
+@register.simple_tag
+def lease_ending(event):
+    """How a lease of the timeline ended: its outcome, that it ran out, or that it still holds."""
+    if event.attempt.outcome:
+        return wording.lease_outcome(event.attempt.outcome)
+    if event.lease_ran_out:
+        return wording.LEASE_RAN_OUT
+    return wording.LEASE_HOLDING if event.holding else ""
