@@ -11,8 +11,12 @@ path and its query string as sent.
 A retry re-sends the same bytes — same ``message_id``, same ``Idempotency-Key`` — with a fresh
 signature timestamp, so the server processes the operation at most once whatever the network does.
 
-Command line: ``python -m coordination.client echo --help``. Depends only on httpx and uuid6
-(and the standard library); it does not import Django.
+The inbox: ``receive``, ``ack``, ``nack``, ``extend``, ``inbox_stats``, ``dead_letters``, ``redrive``, ``reply``;
+``listen(handler)`` consumes the inbox stream (Server-Sent Events, ``SSEParser``), acking each message its handler
+returns from, nacking one it raises on, and reconnecting with ``Last-Event-ID``.
+
+Command line: ``python -m coordination.client echo --help`` (also ``receive``, ``ack``, ``nack``, ``stats``,
+``listen``). Depends only on httpx and uuid6 (and the standard library); it does not import Django.
 """
 
 from __future__ import annotations
