@@ -11,8 +11,12 @@ path and its query string as sent.
 A retry re-sends the same bytes — same ``message_id``, same ``Idempotency-Key`` — with a fresh
 signature timestamp, so the server processes the operation at most once whatever the network does.
 
-Command line: ``python -m coordination.client echo --help``. Depends only on httpx and uuid6
-(and the standard library); it does not import Django.
+The inbox: ``receive``, ``ack``, ``nack``, ``extend``, ``inbox_stats``, ``dead_letters``, ``redrive``, ``reply``;
+``listen(handler)`` consumes the inbox stream (Server-Sent Events, ``SSEParser``), acking each message its handler
+returns from, nacking one it raises on, and reconnecting with ``Last-Event-ID``.
+
+Command line: ``python -m coordination.client echo --help`` (also ``receive``, ``ack``, ``nack``, ``stats``,
+``listen``). Depends only on httpx and uuid6 (and the standard library); it does not import Django.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,11 +51,14 @@ __all__ = [
     "BrikkTimeoutError",
     "Party",
     "RetryPolicy",
+    "SSEEvent",
+    "SSEParser",
     "build_envelope",
     "encode_body",
     "main",
     "message_id_of",
     "parse_retry_after",
+    "receipts_of",
     "send_headers",
 ]
 
@@ -60,6 +68,11 @@ PROTOCOL_VERSION = "1.0"
 COORDINATION_PATH = "/api/v1/coordination"
 MESSAGES_PATH = "/api/v1/coordination/messages"
 HEALTH_PATH = "/api/v1/coordination/health"
+INBOX_PATH = "/api/v1/inbox"
+STREAM_PATH = "/api/v1/inbox/stream"
+DEAD_LETTERS_PATH = "/api/v1/dead-letters"
+MAX_RECEIPTS = 100  # per ack, nack or extend call: longer lists are sent in batches of this size
+HEARTBEAT_SECONDS = 15.0  # the stream's comment line interval
 MESSAGE_TYPES = ("message", "event", "command", "result", "error")
 FINAL_STATUSES = frozenset({"delivered", "failed", "rejected"})
 RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
@@ -244,6 +257,84 @@ class RetryPolicy:
         return rng.uniform(0, ceiling)
 
 
+# --- Server-Sent Events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One dispatched event: its type (``message`` unless named), data (lines joined by ``\\n``) and the
+    last event id in effect when it was dispatched (ids carry over to later events, as in the standard)."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+
+class SSEParser:
+    """An incremental ``text/event-stream`` parser, as the HTML standard's "interpreting an event stream".
+
+    ``feed(bytes)`` takes the stream in chunks cut anywhere (inside a line, a CRLF or a UTF-8 character) and
+    returns the events completed by that chunk. Lines end with CRLF, LF or CR; a line starting with ``:``
+    is a comment (``comments`` counts them: the stream's heartbeats); ``data`` lines accumulate, an empty line
+    dispatches; an event without data is not dispatched; ``retry`` (milliseconds) is kept in ``retry_ms``.
+    An event cut off by the end of the stream is never dispatched.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._after_cr = False  # the last chunk ended with CR: a LF starting the next one belongs to it
+        self._first_line = True
+        self._data: list[str] = []
+        self._event = ""
+        self.last_event_id: str | None = None
+        self.retry_ms: int | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
+        if self._after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._after_cr = chunk.endswith(b"\r")
+        self._buffer += chunk
+        events = []
+        lines = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        self._buffer = lines.pop()  # the unfinished line ("" when the chunk ended a line)
+        for raw in lines:
+            event = self._line(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if self._first_line:
+            self._first_line = False
+            line = line.removeprefix("\ufeff")
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            self.comments += 1
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        data, event = self._data, self._event
+        self._data, self._event = [], ""
+        if not data:
+            return None
+        return SSEEvent(event or "message", "\n".join(data), self.last_event_id)
+
+
 # --- Client ---------------------------------------------------------------------------------
 
 
@@ -336,27 +427,26 @@ class BrikkClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = None,
     ) -> BrikkResponse:
         """Send ``body`` (already serialized) to ``path``, signing each attempt; retry per the policy.
 
         ``path`` may carry a query string (``/x?a=1``); ``params`` are URL-encoded and appended to it. The
         signature covers the path and the query exactly as sent. The same bytes and the same extra headers
         (so the same Idempotency-Key) go out on every attempt; only the signature timestamp changes.
+        ``timeout`` replaces the client's for this request (a long poll needs a longer read timeout).
         Raises BrikkAPIError or BrikkConnectionError at the end.
         """
         method = method.upper()
-        path = self._base_path + path
-        if params:
-            path = f"{path}{'&' if '?' in path else '?'}{urlencode(params, doseq=True)}"
-        path = signing.request_target(path)  # a bare trailing "?" is not sent
+        path, url = self._target(path, params)
         body = body if body is not None else b""
-        url = httpx.URL(self.base_url).copy_with(raw_path=path.encode())
+        options = {} if timeout is None else {"timeout": timeout}
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = self._http.request(
-                    method, url, content=body, headers=self.request_headers(method, path, body, headers)
+                    method, url, content=body, headers=self.request_headers(method, path, body, headers), **options
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_attempts:
@@ -388,6 +478,14 @@ class BrikkClient:
                 delay,
             )
             self._sleep(delay)
+
+    def _target(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[str, httpx.URL]:
+        """The path as sent (base path, path, query) — what is signed — and the URL that carries it."""
+        path = self._base_path + path
+        if params:
+            path = f"{path}{'&' if '?' in path else '?'}{urlencode(params, doseq=True)}"
+        path = signing.request_target(path)  # a bare trailing "?" is not sent
+        return path, httpx.URL(self.base_url).copy_with(raw_path=path.encode())
 
     def _retry_delay(self, error: BrikkAPIError, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None when this error is final."""
@@ -460,6 +558,262 @@ class BrikkClient:
     def health(self) -> dict[str, Any]:
         return self.request("GET", HEALTH_PATH).body
 
+    # -- the inbox -----------------------------------------------------------------------------
+
+    def receive(self, max_messages: int = 10, wait_seconds: int = 0, lease_seconds: int = 30) -> list[dict[str, Any]]:
+        """Lease up to ``max_messages`` of this agent's oldest available messages, each the envelope as sent plus
+        ``id``, ``receipt``, ``delivery_count``, ``leased_until`` and ``accepted_at``; ``[]`` when none is there.
+
+        ``wait_seconds`` > 0 is a long poll: the server answers as soon as a message arrives, or with ``[]``
+        after that many seconds; the read timeout is the client's plus ``wait_seconds``. Delivery is at least
+        once: deduplicate by ``message_id``, and ack each message within ``lease_seconds``.
+        """
+        body = {"max_messages": max_messages, "wait_seconds": wait_seconds, "lease_seconds": lease_seconds}
+        timeout = None
+        if wait_seconds > 0:
+            current = self._http.timeout
+            timeout = httpx.Timeout(
+                connect=current.connect,
+                read=(current.read or 0) + wait_seconds,
+                write=current.write,
+                pool=current.pool,
+            )
+        response = self.request("POST", f"{INBOX_PATH}/receive", body=encode_body(body), timeout=timeout)
+        return response.body["messages"]
+
+    def ack(self, receipts: Receipts) -> list[dict[str, str]]:
+        """Done with these messages (receipts, or the received messages themselves). One result per receipt, in
+        order: ``ok``, ``stale`` (the lease ran out, or it was acked already) or ``unknown``."""
+        return self._settle("ack", receipts, {})
+
+    def nack(self, receipts: Receipts, delay_seconds: int = 0) -> list[dict[str, str]]:
+        """Give these messages back: receivable again (``delivery_count`` + 1) after ``delay_seconds``."""
+        return self._settle("nack", receipts, {"delay_seconds": delay_seconds})
+
+    def extend(self, receipts: Receipts, lease_seconds: int = 30) -> list[dict[str, str]]:
+        """Keep these leases for ``lease_seconds`` from now (a handler that needs longer than its lease)."""
+        return self._settle("extend", receipts, {"lease_seconds": lease_seconds})
+
+    def _settle(self, action: str, receipts: Receipts, fields: dict[str, Any]) -> list[dict[str, str]]:
+        receipts = receipts_of(receipts)
+        results: list[dict[str, str]] = []
+        for start in range(0, len(receipts), MAX_RECEIPTS):
+            body = {"receipts": receipts[start : start + MAX_RECEIPTS], **fields}
+            results += self.request("POST", f"{INBOX_PATH}/{action}", body=encode_body(body)).body["results"]
+        return results
+
+    def inbox_stats(self) -> dict[str, Any]:
+        """``{"counts": {"queued", "leased", "acked", "dead"}, "oldest_available_age_seconds"}``."""
+        return self.request("GET", f"{INBOX_PATH}/stats").body
+
+    def dead_letters(self, **filters: Any) -> dict[str, Any]:
+        """One page of dead letters, newest first: an agent's own (a person's: the organization's). ``filters``
+        are the API's query parameters: ``recipient``, ``sender``, ``reason``, ``page_size``, ``cursor``."""
+        return self.request("GET", DEAD_LETTERS_PATH, params=filters).body
+
+    def redrive(self, ids: list[str]) -> dict[str, list[str]]:
+        """Put dead letters (their server ``id``) back in their inbox. Owners and admins only (a person's
+        token with ``auth_header="bearer"``; an agent key gets 403). ``{"redriven": [...], "not_found": [...]}``."""
+        body = encode_body({"ids": [str(value) for value in ids]})
+        return self.request("POST", f"{DEAD_LETTERS_PATH}/redrive", body=body).body
+
+    def reply(
+        self,
+        message: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        *,
+        type: str = "result",
+        idempotency_key: str | None = None,
+        **envelope_fields: Any,
+    ) -> BrikkResponse:
+        """Answer a received message: an envelope from its recipient (this agent) to its sender, with
+        ``reply_to`` = its ``message_id``. ``idempotency_key=f"reply-{message['message_id']}"`` makes the reply
+        to a message delivered twice (at least once) be sent once."""
+        envelope = build_envelope(
+            message["recipient"],
+            message["sender"],
+            payload,
+            type=type,
+            reply_to=str(message["message_id"]),
+            **envelope_fields,
+        )
+        return self.send(envelope, idempotency_key=idempotency_key)
+
+    # -- the stream ----------------------------------------------------------------------------
+
+    def listen(
+        self,
+        handler: Callable[[dict[str, Any]], Any],
+        *,
+        lease_seconds: int = 30,
+        ack: bool = True,
+        nack_delay_seconds: int = 0,
+        stop: threading.Event | None = None,
+        last_event_id: str | None = None,
+        heartbeat_timeout: float = 2 * HEARTBEAT_SECONDS + 5,
+        max_failures: int | None = None,
+    ) -> str | None:
+        """Consume ``GET /api/v1/inbox/stream`` (Server-Sent Events) and run ``handler(message)`` on each message
+        (the same dict ``receive`` returns), in order, until ``stop`` is set or KeyboardInterrupt.
+
+        A handler that returns acks its message; one that raises nacks it (receivable again after
+        ``nack_delay_seconds``). Acks and nacks go in one call per batch of messages that arrived together.
+        ``ack=False`` settles nothing (the leases run out and the messages come back). A disconnect, a
+        5xx/409/429 answer (waiting as long as its ``Retry-After`` asks) or a connection silent for longer
+        than ``heartbeat_timeout`` (the server sends a heartbeat every 15 s) reconnects with backoff, sending
+        ``Last-Event-ID``; any other refusal (401, 403, 404, 422...) raises BrikkAPIError. ``max_failures``
+        consecutive failed connections (default: no limit) raise the last error. ``stop`` is checked after
+        each message and heartbeat, and during waits. Returns the last event id seen (to resume from).
+        """
+        stop = stop or threading.Event()
+        state = _StreamState(last_event_id)
+        failures = 0
+        try:
+            while not stop.is_set():
+                state.progressed = False
+                try:
+                    self._listen_once(handler, stop, state, lease_seconds, ack, nack_delay_seconds, heartbeat_timeout)
+                    reconnect = _Reconnect("the server ended the stream", BrikkConnectionError("stream ended"))
+                except _Reconnect as broken:
+                    reconnect = broken
+                if stop.is_set():
+                    break
+                failures = 1 if state.progressed else failures + 1
+                if max_failures is not None and failures >= max_failures:
+                    raise reconnect.error
+                delay = reconnect.retry_after
+                if delay is None:
+                    delay = max(self.retry.backoff(failures, self._rng), (state.retry_ms or 0) / 1000)
+                logger.warning(
+                    "brikk stream: %s; reconnecting in %.2fs (Last-Event-ID %s)",
+                    reconnect.reason,
+                    delay,
+                    state.last_event_id,
+                )
+                self._pause(delay, stop)
+        except KeyboardInterrupt:
+            logger.info("brikk stream: interrupted; stopping")
+        return state.last_event_id
+
+    def _listen_once(
+        self,
+        handler: Callable[[dict[str, Any]], Any],
+        stop: threading.Event,
+        state: _StreamState,
+        lease_seconds: int,
+        ack: bool,
+        nack_delay_seconds: int,
+        heartbeat_timeout: float,
+    ) -> None:
+        """One connection to the stream, until the server ends it or ``stop``; _Reconnect when it broke."""
+        path, url = self._target(STREAM_PATH, {"lease_seconds": lease_seconds})
+        extra = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if state.last_event_id:
+            extra["Last-Event-ID"] = state.last_event_id
+        current = self._http.timeout
+        timeout = httpx.Timeout(connect=current.connect, read=heartbeat_timeout, write=current.write, pool=current.pool)
+        try:
+            with self._http.stream(
+                "GET", url, headers=self.request_headers("GET", path, b"", extra), timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    error = BrikkAPIError(response.status_code, _decode(response), response.headers)
+                    if error.status_code in self.retry.retry_statuses:
+                        raise _Reconnect(f"{error.status_code} {error.code}", error, error.retry_after)
+                    raise error
+                content_type = response.headers.get("Content-Type", "")
+                if not content_type.startswith("text/event-stream"):
+                    raise BrikkError(f"GET {path} answered {content_type or 'no content type'}, not an event stream")
+                parser = SSEParser()
+                for chunk in response.iter_bytes():
+                    state.progressed = True
+                    events = parser.feed(chunk)
+                    if parser.retry_ms is not None:
+                        state.retry_ms = parser.retry_ms
+                    if events:
+                        self._handle_events(events, handler, stop, state, ack, nack_delay_seconds)
+                    if stop.is_set():
+                        return
+        except httpx.ReadTimeout:
+            raise _Reconnect(
+                f"nothing received for {heartbeat_timeout:g}s (a dead connection)",
+                BrikkConnectionError(f"GET {path}: no heartbeat for {heartbeat_timeout:g}s"),
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Reconnect(
+                f"{exc.__class__.__name__}: {exc}", BrikkConnectionError(f"GET {path}: {exc.__class__.__name__}: {exc}")
+            ) from None
+
+    def _handle_events(
+        self,
+        events: list[SSEEvent],
+        handler: Callable[[dict[str, Any]], Any],
+        stop: threading.Event,
+        state: _StreamState,
+        ack: bool,
+        nack_delay_seconds: int,
+    ) -> None:
+        """Run the handler on each message event, then ack the handled ones and nack the failed ones in one
+        call each. Messages not run (stop, or KeyboardInterrupt) are nacked without delay: another consumer
+        may take them at once."""
+        messages = []
+        for event in events:
+            if event.id is not None:
+                state.last_event_id = event.id
+            if event.event != "message":
+                continue
+            try:
+                message = json.loads(event.data)
+                messages.append((message, str(message["receipt"])))
+            except (ValueError, TypeError, KeyError):
+                logger.warning("brikk stream: event %s is not a received message; skipped", event.id)
+        done: list[str] = []
+        failed: list[str] = []
+        not_run: list[str] = []
+        try:
+            for index, (message, receipt) in enumerate(messages):
+                if stop.is_set():
+                    not_run += [receipt for _, receipt in messages[index:]]
+                    break
+                try:
+                    handler(message)
+                except KeyboardInterrupt:
+                    not_run += [receipt for _, receipt in messages[index:]]
+                    stop.set()
+                    raise
+                except Exception:
+                    logger.exception("brikk stream: the handler raised on message %s; nacking it", message.get("id"))
+                    failed.append(receipt)
+                else:
+                    done.append(receipt)
+        finally:
+            if ack:
+                self._settle_quietly("ack", done, {})
+                self._settle_quietly("nack", failed, {"delay_seconds": nack_delay_seconds})
+                self._settle_quietly("nack", not_run, {"delay_seconds": 0})
+
+    def _settle_quietly(self, action: str, receipts: list[str], fields: dict[str, Any]) -> None:
+        """Ack or nack for the listener: a failure is logged, not raised (the lease runs out and the message
+        comes back: at least once)."""
+        if not receipts:
+            return
+        try:
+            results = self._settle(action, receipts, fields)
+        except BrikkError as exc:
+            logger.warning("brikk stream: %s of %d message(s) failed: %s", action, len(receipts), exc)
+            return
+        for item in results:
+            if item.get("result") != "ok":
+                logger.warning("brikk stream: %s %s: %s", action, item.get("receipt"), item.get("result"))
+
+    def _pause(self, seconds: float, stop: threading.Event) -> None:
+        """Wait before reconnecting; a stop ends the wait at once (an injected ``sleep`` stands in, in tests)."""
+        if self._sleep is time.sleep:
+            stop.wait(seconds)
+        else:
+            self._sleep(seconds)
+
 
 def send_headers(
     envelope: Mapping[str, Any], *, idempotency_key: str | None = None, respond_async: bool = False
@@ -480,6 +834,31 @@ def message_id_of(response: BrikkResponse) -> str:
     if location:
         return location.rstrip("/").rsplit("/", 1)[-1]
     raise BrikkError("the response names no message id")
+
+
+Receipts = str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]]
+
+
+def receipts_of(items: Receipts) -> list[str]:
+    """Receipts from receipt strings or received messages (their ``receipt``), one or many."""
+    if isinstance(items, str | Mapping):
+        items = [items]
+    return [item["receipt"] if isinstance(item, Mapping) else str(item) for item in items]
+
+
+@dataclass
+class _StreamState:
+    """What a listener keeps across connections."""
+
+    last_event_id: str | None = None
+    retry_ms: int | None = None
+    progressed: bool = False  # this connection received something: its failure starts the backoff again
+
+
+class _Reconnect(Exception):  # noqa: N818 - control flow, never leaves listen()
+    def __init__(self, reason: str, error: BrikkError, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason, self.error, self.retry_after = reason, error, retry_after
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -535,19 +914,63 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--wait", action="store_true", help="poll until the status is final")
 
     commands.add_parser("health", help="print the coordination health document")
+
+    receive = commands.add_parser("receive", help="lease messages from the agent's inbox and print them")
+    receive.add_argument("--max", dest="max_messages", type=int, default=10, help="1-100 (default 10)")
+    receive.add_argument("--wait", dest="wait_seconds", type=int, default=0, help="long poll seconds (default 0)")
+    receive.add_argument("--lease", dest="lease_seconds", type=int, default=30, help="seconds (default 30)")
+    receive.add_argument("--ack", action="store_true", help="ack what was printed")
+
+    ack = commands.add_parser("ack", help="acknowledge received messages by receipt")
+    ack.add_argument("receipts", nargs="+", metavar="RECEIPT")
+
+    nack = commands.add_parser("nack", help="give received messages back by receipt")
+    nack.add_argument("receipts", nargs="+", metavar="RECEIPT")
+    nack.add_argument("--delay", dest="delay_seconds", type=int, default=0, help="seconds before redelivery")
+
+    commands.add_parser("stats", help="print the inbox's counts per state")
+
+    listen = commands.add_parser(
+        "listen", help="stream the inbox: print each message as one JSON line and ack it; Ctrl-C stops"
+    )
+    listen.add_argument("--lease", dest="lease_seconds", type=int, default=30, help="seconds (default 30)")
+    listen.add_argument("--no-ack", dest="ack", action="store_false", help="print only (leases run out)")
+    listen.add_argument("--count", type=int, help="stop after this many messages")
     return parser
+
+
+INBOX_COMMANDS = frozenset({"receive", "ack", "nack", "stats", "listen"})
 
 
 def _print_json(document: Any, stream=None) -> None:
     print(json.dumps(document, indent=2, ensure_ascii=False), file=stream or sys.stdout)
 
 
+def _listen(client: BrikkClient, args: argparse.Namespace) -> None:
+    """Print each message as a JSON line (flushed) and ack it; a closed stdout nacks it and stops."""
+    stop = threading.Event()
+    seen = 0
+
+    def handle(message: dict[str, Any]) -> None:
+        nonlocal seen
+        try:
+            print(json.dumps(message, separators=(",", ":"), ensure_ascii=False), flush=True)
+        except (BrokenPipeError, ValueError):  # stdout closed (`| head -1`): not delivered, stop
+            stop.set()
+            raise
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            stop.set()
+
+    client.listen(handle, lease_seconds=args.lease_seconds, ack=args.ack, stop=stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if (args.command == "echo" or args.command in INBOX_COMMANDS) and not args.key:
+        parser.error("an API key is required: --key or BRIKK_API_KEY")
     if args.command == "echo":
-        if not args.key:
-            parser.error("an API key is required: --key or BRIKK_API_KEY")
         try:
             payload = json.loads(args.payload)
         except ValueError as exc:
@@ -581,6 +1004,21 @@ def main(argv: list[str] | None = None) -> int:
                 document = response.body
                 if args.wait and response.status_code == 202:
                     document = client.wait_for_message(message_id_of(response))
+            elif args.command == "receive":
+                messages = client.receive(args.max_messages, args.wait_seconds, args.lease_seconds)
+                document = {"messages": messages}
+                if args.ack and messages:
+                    document["acked"] = client.ack(messages)
+            elif args.command in ("ack", "nack"):
+                if args.command == "ack":
+                    document = {"results": client.ack(args.receipts)}
+                else:
+                    document = {"results": client.nack(args.receipts, args.delay_seconds)}
+            elif args.command == "stats":
+                document = client.inbox_stats()
+            elif args.command == "listen":
+                _listen(client, args)
+                return EXIT_OK
             elif args.command == "message":
                 if args.wait:
                     document = client.wait_for_message(args.message_id)

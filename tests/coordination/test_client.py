@@ -26,6 +26,7 @@ from coordination.client import (
     encode_body,
     main,
     parse_retry_after,
+    receipts_of,
 )
 from tests.support.scripted_server import DROP, Answer, ScriptedServer
 
@@ -368,6 +369,45 @@ def test_parse_retry_after_handles_seconds_dates_and_junk():
     assert parse_retry_after("soon") is None
     past = format_datetime(datetime.now(UTC) - timedelta(seconds=60), usegmt=True)
     assert parse_retry_after(past) == 0
+
+
+# --- the inbox --------------------------------------------------------------------------------
+
+
+def test_a_long_poll_reads_for_longer_than_it_waits():
+    """The read timeout of a receive is the client's plus wait_seconds: a server that holds the answer for
+    the whole wait is not a timeout; the same delay without a wait is."""
+    slow = Answer(200, {"messages": []}, delay=0.8)
+    with ScriptedServer(default=slow) as server, make_client(server.url, timeout=0.4) as client:
+        assert client.receive(max_messages=5, wait_seconds=1, lease_seconds=60) == []
+        [request] = server.received
+        assert (request.method, request.path) == ("POST", "/api/v1/inbox/receive")
+        assert json.loads(request.body) == {"max_messages": 5, "wait_seconds": 1, "lease_seconds": 60}
+        assert signature_is_valid(request)
+        with pytest.raises(BrikkConnectionError, match="ReadTimeout"):
+            client.receive()
+
+
+def test_receipts_are_taken_from_messages_and_sent_in_batches_of_100():
+    messages = [{"receipt": f"id-{n}:token"} for n in range(150)]
+    answer = Answer(200, {"results": [{"receipt": "x", "result": "ok"}] * 100})
+    with ScriptedServer(default=answer) as server, make_client(server.url) as client:
+        assert len(client.nack(messages, delay_seconds=3)) == 200  # what the server said, twice
+        assert client.extend("id-0:token", lease_seconds=90)
+    bodies = [json.loads(request.body) for request in server.received]
+    assert [len(body["receipts"]) for body in bodies[:2]] == [100, 50]
+    assert bodies[1]["receipts"][-1] == "id-149:token" and bodies[0]["delay_seconds"] == 3
+    assert bodies[2] == {"receipts": ["id-0:token"], "lease_seconds": 90}
+    assert receipts_of({"receipt": "a:b"}) == ["a:b"]
+
+
+@pytest.mark.parametrize("command", [["receive"], ["ack", "r"], ["nack", "r"], ["stats"], ["listen"]])
+def test_cli_inbox_commands_need_a_key(command, monkeypatch, capsys):
+    monkeypatch.delenv("BRIKK_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        main(command)
+    assert caught.value.code == 2
+    assert "API key is required" in capsys.readouterr().err
 
 
 # --- command line -----------------------------------------------------------------------------

@@ -271,3 +271,30 @@ def test_behind_nginx_the_inbox_goes_to_the_asgi_server_and_a_stream_is_not_buff
         assert refused.value.code == 503  # gunicorn's route: nobody there
     finally:
         proxy.stop()
+
+
+def test_the_clients_listen_consumes_the_real_stream_acks_and_retries_a_failed_handler(asgi, new_agent, peer):
+    from coordination.client import BrikkClient
+
+    seen, stop, failed_once = [], threading.Event(), set()
+
+    def handler(message):
+        seen.append((message["payload"]["n"], message["delivery_count"]))
+        if message["payload"]["n"] == 1 and not failed_once:
+            failed_once.add(1)
+            raise RuntimeError("not this time")  # nacked: comes back at once
+        if len([n for n, _ in seen if n != 1 or _ > 1]) == 3:
+            stop.set()
+
+    client = BrikkClient(
+        f"http://127.0.0.1:{asgi.port}", api_key=peer.key.plaintext, signing_secret=peer.signing_secret
+    )
+    listener = threading.Thread(target=client.listen, args=(handler,), kwargs={"stop": stop, "lease_seconds": 60})
+    listener.start()
+    sent = [send(new_agent, peer, payload={"n": n}) for n in range(3)]
+    listener.join(30)
+    client.close()
+    assert not listener.is_alive()
+    assert sorted(seen) == [(0, 1), (1, 1), (1, 2), (2, 1)]
+    states = dict(MessageLog.objects.filter(pk__in=sent).values_list("pk", "delivery_state"))
+    assert set(states.values()) == {"acked"}

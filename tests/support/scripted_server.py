@@ -16,6 +16,7 @@ class Answer:
     status: int = 200
     body: object = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
+    delay: float = 0  # seconds before answering (a long poll)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class ScriptedServer:
                 if answer == DROP:
                     self.close_connection = True
                     return
+                time.sleep(answer.delay)
                 payload = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
