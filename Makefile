@@ -16,7 +16,7 @@ TEST_ENV = DJANGO_DEBUG=false DJANGO_HTTPS=false \
 	DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	BRIKK_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test test-services lint format bench chromium nginx install install-dev clean
+.PHONY: run test test-services lint format bench bench-delivery chromium nginx install install-dev clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,3 +75,7 @@ clean:
 ## (BENCH_ARGS="--dry-run" skips the echo; --help lists the knobs). Writes bench/results/latest.json.
 bench: $(VENV)/.installed
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/echo_benchmark.py $(BENCH_ARGS)
+
+## bench-delivery: the inbox benchmark (send → received latency, drain, idle streams; bench/delivery_benchmark.py)
+bench-delivery: $(VENV)/.installed
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/delivery_benchmark.py $(BENCH_ARGS)

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from agents.permissions import InOrganization, OrganizationRole
 from agents.scoping import OrganizationScopedMixin
-from brikk.lib import parsers
+from brikk.lib import continued, parsers
 from brikk.lib.context import current
 from coordination import inbox, leasing, schema, waiting
 from coordination.filters import DeadLetterFilter
@@ -127,7 +127,7 @@ class StreamView(InboxView):
 
         async def open_stream(response):
             return StreamingHttpResponse(
-                waiting.stream(ask, identity, last_event_id),
+                continued.streaming_content(request._request, waiting.stream(ask, identity, last_event_id)),
                 content_type="text/event-stream; charset=utf-8",
                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from agents import keys
 from coordination import inbox, leasing, wakeup
@@ -38,7 +38,8 @@ def step(function):
         try:
             return function(*args, **kwargs)
         finally:
-            close_old_connections()
+            if not connection.in_atomic_block:  # only a test wraps a request in a transaction
+                close_old_connections()
 
     return sync_to_async(run)
 

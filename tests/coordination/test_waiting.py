@@ -58,10 +58,13 @@ def send_later(delay: float, sender, recipient, **envelope_fields) -> threading.
 
     def send():
         time.sleep(delay)
-        response = post_echo(
-            APIClient(), envelope(sender.agent, recipient.agent, **envelope_fields), key=sender.key.plaintext
-        )
-        assert response.status_code == 200, response.content
+        try:
+            response = post_echo(
+                APIClient(), envelope(sender.agent, recipient.agent, **envelope_fields), key=sender.key.plaintext
+            )
+            assert response.status_code == 200, response.content
+        finally:
+            connections.close_all()  # the test client leaves it open
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -272,3 +275,20 @@ def test_the_stream_is_refused_without_a_key_as_json_when_json_is_accepted(peer)
 
     response = asyncio.run(scenario())
     assert response.status_code == 401 and response.json()["code"] == "unauthorized"
+
+
+def test_under_wsgi_the_stream_sends_each_event_as_it_comes(new_agent, peer, settings):
+    """runserver and gunicorn: Django would collect an async stream whole before sending a byte; the stream
+    runs on a thread of its own instead (brikk/lib/continued.py ThreadedStream)."""
+    from rest_framework.test import APIClient
+
+    response = APIClient().get("/api/v1/inbox/stream", HTTP_X_BRIKK_KEY=peer.key.plaintext)
+    assert response.status_code == 200 and response.streaming
+    chunks = iter(response.streaming_content)
+    assert next(chunks).decode().startswith("retry: 1000")
+    sender = send_later(0.2, new_agent, peer, payload={"wsgi": True})
+    event = next(chunks).decode()
+    sender.join()
+    response.close()  # cancels the stream; its last database step ends soon after
+    time.sleep(0.5)
+    assert "event: message" in event and '"payload":{"wsgi":true}' in event
