@@ -178,7 +178,10 @@ def measure_latency(args, team: dict) -> dict:
     def read_events():
         data = None
         while not done.is_set():
-            line = response.readline()
+            try:
+                line = response.readline()
+            except (OSError, ValueError, AttributeError):  # the stream was closed at the end of the phase
+                return
             if not line:
                 return
             line = line.decode().rstrip("\n")
@@ -214,6 +217,7 @@ def measure_latency(args, team: dict) -> dict:
     )
     connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     interval = 1 / args.rate
     count = int(args.rate * args.latency_seconds)
     start = time.perf_counter()
@@ -224,6 +228,7 @@ def measure_latency(args, team: dict) -> dict:
         headers = sender.signer.request_headers("POST", echo.COORDINATION_PATH, body, echo.send_headers(envelope))
         sent[str(number)] = time.perf_counter()
         status, answer = echo._exchange(connection, "POST", echo.COORDINATION_PATH, body, headers)
+        answered[str(number)] = time.perf_counter()
         if status != 200:
             raise SystemExit(f"echo answered {status} {answer[:200]!r}")
     deadline = time.monotonic() + 10
@@ -233,7 +238,9 @@ def measure_latency(args, team: dict) -> dict:
     acker.join(30)
     stream.close()
     latencies = sorted((received[tag] - sent[tag]) * 1000 for tag in sent if tag in received)
+    echo_latencies = sorted((answered[tag] - sent[tag]) * 1000 for tag in sent)
     return {
+        "sender_answered_p50_ms": round(echo.percentile(echo_latencies, 50), 2),
         "rate_per_second": args.rate,
         "sent": count,
         "received": len(latencies),
@@ -327,9 +334,16 @@ class IdleStreams:
 
         asyncio.run_coroutine_threadsafe(all_of_them(), self.loop).result(300)
 
-    def close(self) -> None:
+    async def _close(self) -> None:
         for writer in self.writers:
-            self.loop.call_soon_threadsafe(writer.close)
+            writer.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 

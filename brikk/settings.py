@@ -195,10 +195,12 @@ BRIKK_AUDIT_SEAL_INTERVAL_SECONDS = env_int("BRIKK_AUDIT_SEAL_INTERVAL_SECONDS",
 # celery beat: the inbox sweep (dead letters, lapsed leases; coordination/inbox.py).
 BRIKK_INBOX_SWEEP_INTERVAL_SECONDS = env_int("BRIKK_INBOX_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
 # Inbox streams (GET /api/v1/inbox/stream): a comment line this often keeps proxies from closing an idle
-# stream and shows a dead connection; the stream's key is checked again at each one.
+# stream and shows a dead connection.
 BRIKK_STREAM_HEARTBEAT_SECONDS = env_int("BRIKK_STREAM_HEARTBEAT_SECONDS", 15, minimum=1, maximum=300)
 # A stream ends (event: closed, reason max_duration) after this long; the client reconnects with
 # Last-Event-ID. Bounds what a stream opened long ago may still hold (its key is also checked at heartbeats).
+# How often an open stream checks that its key still authenticates (revoked, expired, agent inactive).
+BRIKK_STREAM_KEY_CHECK_SECONDS = env_int("BRIKK_STREAM_KEY_CHECK_SECONDS", 60, minimum=1, maximum=3600)
 BRIKK_STREAM_MAX_SECONDS = env_int("BRIKK_STREAM_MAX_SECONDS", 3600, minimum=1, maximum=86400)
 # The ASGI server (brikk/asgi.py): threads that run the synchronous part of requests (Django's
 # middleware, DRF's authentication, database work). Waiting consumers hold none of them.

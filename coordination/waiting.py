@@ -75,34 +75,42 @@ def event(message: dict) -> str:
 
 async def stream(ask: Request, identity: keys.KeyIdentity, last_event_id=None) -> AsyncIterator[str]:
     """Server-Sent Events: each message an event as soon as it is available, a comment as a heartbeat. Ends
-    with ``event: closed`` when the key that opened it no longer authenticates (the client's reconnect then
-    gets the 401) or after BRIKK_STREAM_MAX_SECONDS (the client reconnects, with Last-Event-ID)."""
-    heartbeat = settings.BRIKK_STREAM_HEARTBEAT_SECONDS
+    with ``event: closed`` when the key that opened it no longer authenticates (checked every
+    BRIKK_STREAM_KEY_CHECK_SECONDS; the client's reconnect then gets the 401) or after BRIKK_STREAM_MAX_SECONDS
+    (the client reconnects, with Last-Event-ID). An idle stream looks at the inbox only when woken or when a
+    lease or nack delay ends, never at a heartbeat: a thousand idle streams cost the database next to nothing."""
+    heartbeat, key_check = settings.BRIKK_STREAM_HEARTBEAT_SECONDS, settings.BRIKK_STREAM_KEY_CHECK_SECONDS
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + settings.BRIKK_STREAM_MAX_SECONDS
     yield f"retry: 1000\n: stream for agent {ask.agent_id}\n\n"
     async with wakeup.subscription(ask.agent_id) as waiter:
         if last_event_id is not None:
             await step(inbox.release_stream_leases_after)(ask.agent_id, last_event_id)
-        beat_at = loop.time() + heartbeat
+        beat_at, check_key_at = loop.time() + heartbeat, loop.time() + key_check
+        look, look_at = True, None
         while True:
             if loop.time() >= ends_at:
                 yield closed("max_duration")
                 return
-            messages, next_in = await step(_receive)(ask)
-            for message in messages:
-                yield event(message)
-            if messages:
+            if look:
+                messages, next_in = await step(_receive)(ask)
+                for message in messages:
+                    yield event(message)
+                if messages:
+                    continue
+                look_at = None if next_in is None else loop.time() + next_in
+            woken = await waiter.wait(min(beat_at, ends_at, look_at or ends_at) - loop.time())
+            now = loop.time()
+            look = woken or (look_at is not None and now >= look_at)
+            if now < beat_at:
                 continue
-            wake_at = min(beat_at, ends_at) if next_in is None else min(beat_at, ends_at, loop.time() + next_in)
-            woken = await waiter.wait(wake_at - loop.time())
-            if woken or loop.time() < beat_at:
-                continue
-            if not await step(keys.still_valid)(identity):
-                yield closed("key_no_longer_valid")
-                return
+            if now >= check_key_at:
+                if not await step(keys.still_valid)(identity):
+                    yield closed("key_no_longer_valid")
+                    return
+                check_key_at = now + key_check
             yield ": heartbeat\n\n"
-            beat_at = loop.time() + heartbeat
+            beat_at = now + heartbeat
 
 
 def closed(reason: str) -> str:

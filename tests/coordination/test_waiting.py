@@ -222,6 +222,7 @@ def test_last_event_id_resends_at_once_what_the_stream_leased_after_it(new_agent
 
 def test_a_stream_ends_when_its_key_is_revoked(peer, settings):
     settings.BRIKK_STREAM_HEARTBEAT_SECONDS = 1
+    settings.BRIKK_STREAM_KEY_CHECK_SECONDS = 1
 
     async def scenario():
         response = await open_stream(AsyncClient(), peer.key.plaintext)
