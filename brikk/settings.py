@@ -205,6 +205,19 @@ BRIKK_STREAM_MAX_SECONDS = env_int("BRIKK_STREAM_MAX_SECONDS", 3600, minimum=1, 
 # The ASGI server (brikk/asgi.py): threads that run the synchronous part of requests (Django's
 # middleware, DRF's authentication, database work). Waiting consumers hold none of them.
 BRIKK_ASGI_THREADS = env_int("BRIKK_ASGI_THREADS", 8, minimum=1, maximum=256)
+# Push delivery (webhooks, coordination/push.py). Plain http only where allowed (development, tests); the
+# networks an endpoint may reach beyond the public Internet (brikk/lib/addresses.py), e.g. 127.0.0.1/32.
+BRIKK_WEBHOOK_ALLOW_HTTP = env_bool("BRIKK_WEBHOOK_ALLOW_HTTP", DEBUG)
+BRIKK_WEBHOOK_ALLOWED_NETWORKS = env_list("BRIKK_WEBHOOK_ALLOWED_NETWORKS", [])
+for _network in BRIKK_WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"BRIKK_WEBHOOK_ALLOWED_NETWORKS holds {_network!r}, which is not an IP address or network."
+        ) from None
+# After a rotation the old secret still signs (a second signature) for this long.
+BRIKK_WEBHOOK_SECRET_GRACE_HOURS = env_int("BRIKK_WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0, maximum=720)
 CELERY_BEAT_SCHEDULE = {
     "audit-seal": {"task": "audit.seal", "schedule": float(BRIKK_AUDIT_SEAL_INTERVAL_SECONDS)},
     "inbox-sweep": {"task": "coordination.sweep_inbox", "schedule": float(BRIKK_INBOX_SWEEP_INTERVAL_SECONDS)},

@@ -30,6 +30,7 @@ class MessageLog(models.Model):
     class DeadReason(models.TextChoices):
         MAX_DELIVERIES = "max_deliveries", "Max deliveries"
         EXPIRED = "expired", "Expired"
+        PUSH_EXHAUSTED = "push_exhausted", "Push exhausted"
 
     class Type(models.TextChoices):
         MESSAGE = "message", "Message"
@@ -145,6 +146,7 @@ class DeliveryAttempt(models.Model):
         ACKED = "acked", "Acked"
         NACKED = "nacked", "Nacked"
         RELEASED = "released", "Released"
+        FAILED = "failed", "Failed"  # a push that got no 2xx
 
     id = models.BigAutoField(primary_key=True)
     message = models.ForeignKey(MessageLog, on_delete=models.CASCADE, related_name="deliveries")
@@ -155,6 +157,14 @@ class DeliveryAttempt(models.Model):
     leased_until = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True, default="")
     ended_at = models.DateTimeField(null=True, blank=True)
+    # A push's log (kind push): where it went and what came back. Never a secret.
+    endpoint = models.ForeignKey(
+        "coordination.PushEndpoint", on_delete=models.SET_NULL, null=True, blank=True, related_name="attempts"
+    )
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True, default="")
+    response_excerpt = models.TextField(blank=True, default="", help_text="The first 1 KiB of the answer.")
 
     class Meta:
         ordering = ["started_at", "id"]
@@ -162,6 +172,42 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self):
         return f"{self.kind} of {self.message_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PushEndpoint(models.Model):
+    """Where Brikk pushes an agent's messages (Standard Webhooks 1.0): a URL and its signing secret
+    (``whsec_`` + base64, encrypted at rest like the agents' signing secrets). An agent has at most one enabled
+    endpoint; while it has one its messages are pushed (coordination/push.py), else they wait in its inbox."""
+
+    class DisabledReason(models.TextChoices):
+        MANUAL = "manual", "Disabled by a person"
+        GONE = "gone", "The endpoint answered 410 Gone"
+        FAILING = "failing", "No success for too long"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("agents.Organization", on_delete=models.PROTECT, related_name="push_endpoints")
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="push_endpoints")
+    url = models.URLField(max_length=2048)
+    description = models.CharField(max_length=200, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    secret_encrypted = models.TextField()
+    previous_secret_encrypted = models.TextField(blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=8, choices=DisabledReason.choices, blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="The first failure since the last success.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent"], condition=Q(enabled=True), name="push_one_enabled_per_agent"),
+        ]
+
+    def __str__(self):
+        return f"{self.url} ({'enabled' if self.enabled else 'disabled'})"
 
 
 class IdempotencyRecordQuerySet(models.QuerySet):
