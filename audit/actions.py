@@ -37,6 +37,8 @@ class AuditAction(StrEnum):
     # Delivery (the inbox)
     MESSAGE_DEAD_LETTERED = "message.dead_lettered"
     MESSAGE_REDRIVEN = "message.redriven"
+    # Push delivery (webhooks)
+    PUSH_ENDPOINT_DISABLED = "push_endpoint.disabled"
     # Retention (audit/retention.py)
     RETENTION_PURGED = "retention.purged"
 
