@@ -8,15 +8,18 @@ thread (route /api/v1/inbox/ to the ASGI server in production: deploy/nginx.conf
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from agents import keys
 from coordination import inbox, leasing, wakeup
+
+logger = logging.getLogger("brikk.inbox")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,17 @@ def event(message: dict) -> str:
 
 
 async def stream(ask: Request, identity: keys.KeyIdentity, last_event_id=None) -> AsyncIterator[str]:
+    """The stream of ``events()``; a database failure once it is open (its status already sent) ends it with
+    ``event: closed``, reason ``service_unavailable``: the client reconnects, as after any end."""
+    try:
+        async for chunk in events(ask, identity, last_event_id):
+            yield chunk
+    except DatabaseError as error:
+        logger.warning("inbox stream ended: database unavailable (%s)", error.__class__.__name__)
+        yield closed("service_unavailable")
+
+
+async def events(ask: Request, identity: keys.KeyIdentity, last_event_id=None) -> AsyncIterator[str]:
     """Server-Sent Events: each message an event as soon as it is available, a comment as a heartbeat. Ends
     with ``event: closed`` when the key that opened it no longer authenticates (checked every
     BRIKK_STREAM_KEY_CHECK_SECONDS; the client's reconnect then gets the 401) or after BRIKK_STREAM_MAX_SECONDS

@@ -293,3 +293,22 @@ def test_under_wsgi_the_stream_sends_each_event_as_it_comes(new_agent, peer, set
     response.close()  # cancels the stream; its last database step ends soon after
     time.sleep(0.5)
     assert "event: message" in event and '"payload":{"wsgi":true}' in event
+
+
+def test_a_stream_ends_cleanly_when_the_database_fails_after_it_opened(peer, monkeypatch):
+    """Its 200 and first bytes are sent: a database error ends it with an event the client understands (it
+    reconnects), not a broken connection."""
+    from django.db import OperationalError
+
+    def unavailable(*args, **kwargs):
+        raise OperationalError("the database is gone")
+
+    monkeypatch.setattr(inbox, "receive", unavailable)
+
+    async def scenario():
+        response = await open_stream(AsyncClient(), peer.key.plaintext)
+        return await read_events(response, 2, timeout=5)
+
+    opening, closed = asyncio.run(scenario())
+    assert opening["retry"] == "1000"
+    assert closed["event"] == "closed" and json.loads(closed["data"]) == {"reason": "service_unavailable"}
