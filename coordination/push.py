@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -61,6 +61,7 @@ READ_AT_MOST = 64 * 1024  # read beyond this, the connection is closed rather th
 ERROR_CHARS = 300
 ACTOR = "push-dispatcher"
 NO_LIMIT = 2**31 - 1  # the organization's max_deliveries is the sweep's to apply, not the push lease's
+SETTLE_RETRIES = (0.1, 0.5, 2, None)  # pauses between tries of a settle that met a database error
 
 ACKED, HTTP_ERROR, GONE, TIMEOUT, CONNECTION_ERROR, REFUSED = (
     "acked",
@@ -522,7 +523,14 @@ class Dispatcher:
     async def _deliver(self, delivery: Delivery, key: str) -> None:
         try:
             result = await send(delivery, self._clients)
-            await self._db(settle, delivery, result)
+            for pause in SETTLE_RETRIES:
+                try:
+                    await self._db(settle, delivery, result)
+                    break
+                except DatabaseError:  # a moment's outage or lock: try again before giving the lease up
+                    if pause is None:
+                        raise
+                    await asyncio.sleep(pause)
             self.delivered += 1
         except Exception:  # the lease runs out and the message is pushed again
             logger.exception("push of %s not settled", delivery.lease.id)
