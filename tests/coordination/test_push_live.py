@@ -91,3 +91,33 @@ def test_two_dispatchers_at_once_push_each_message_once(dispatchers, new_agent, 
     )
     print(f"\ntwo dispatchers: {dict(by)}")
     assert sum(by.values()) == len(ids)
+
+
+def test_accept_to_receiver_latency_and_a_sustained_push_rate(dispatchers, new_agent, peer, org):
+    """Printed figures, no timed asserts: one message at a time (commit → NOTIFY → lease → POST) and a backlog
+    of 2,000 messages for 8 endpoints, pushed by one dispatcher process to a receiver in this process."""
+    recipients = [peer] + [agent_services.create_agent(org, name=f"rate-{n}") for n in range(7)]
+    with WebhookReceiver([]) as receiver:
+        for recipient in recipients:
+            make_endpoint(recipient.agent, receiver.url)
+        dispatchers("rate")
+        latencies = []
+        for number in range(50):
+            committed = time.monotonic()
+            queue_messages(new_agent.agent, peer.agent, 1)
+            latencies.append(receiver.wait_for(number + 1, timeout=10)[number].started - committed)
+        backlog = []
+        for recipient in recipients:
+            backlog += [str(item.pk) for item in queue_messages(new_agent.agent, recipient.agent, 250)]
+        started = time.monotonic()
+        receiver.wait_for(50 + len(backlog), timeout=120)
+        elapsed = time.monotonic() - started
+        wait_for(lambda: MessageLog.objects.filter(pk__in=backlog, delivery_state="acked").count() == len(backlog))
+    assert len({request.webhook_id for request in receiver.requests}) == 50 + len(backlog)
+    assert receiver.max_in_flight > 1  # deliveries overlapped
+    latencies.sort()
+    print(
+        f"\naccept → receiver: p50 {latencies[25] * 1000:.1f} ms, p90 {latencies[45] * 1000:.1f} ms "
+        f"(50 messages one at a time); backlog: {len(backlog)} messages to 8 endpoints in {elapsed:.2f} s = "
+        f"{len(backlog) / elapsed:.0f}/s, up to {receiver.max_in_flight} in flight at the receiver"
+    )
