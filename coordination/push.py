@@ -122,7 +122,9 @@ def lease_due(*, now: datetime | None = None, limit: int, busy: dict | None = No
     endpoints = PushEndpoint.objects.in_bulk({item.endpoint_id for item in leases})
     deliveries = []
     for item in leases:
-        endpoint = endpoints[item.endpoint_id]
+        endpoint = endpoints.get(item.endpoint_id)
+        if endpoint is None:  # deleted since: its lease runs out and the message waits in the pull inbox
+            continue
         deliveries.append(
             Delivery(
                 lease=item,
