@@ -16,7 +16,7 @@ from coordination import inbox, push, push_endpoints
 from coordination.models import DeliveryAttempt, MessageLog, PushEndpoint
 from tests.support.coordination import envelope, post_echo
 from tests.support.inbox import inbox_post, queue_messages
-from tests.support.webhook_receiver import Reply, WebhookReceiver, closed_port_url
+from tests.support.webhook_receiver import Reply, WebhookReceiver, closed_port_url, self_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -394,3 +394,33 @@ def test_the_per_endpoint_cap_limits_one_lease(new_agent, peer, settings):
         assert len(push.lease_due(limit=100)) == 3
         assert push.lease_due(limit=100, busy={endpoint.pk: 3}) == []
         assert len(push.lease_due(limit=100, busy={endpoint.pk: 1})) == 2
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_certificate_against_the_name(
+    api_client, new_agent, peer, tmp_path, monkeypatch
+):
+    """https://localhost: resolved and checked (127.0.0.1), connected to by address, TLS with SNI ``localhost`` and
+    the certificate verified against that name (the test's own CA instead of the system's)."""
+    server_tls, trust = self_signed(tmp_path, "localhost")
+    monkeypatch.setattr(push, "_tls_context", lambda: trust)
+    with WebhookReceiver([], tls=server_tls) as receiver:
+        _, secret = make_endpoint(peer.agent, receiver.url)
+        receiver.secrets.append(secret)
+        sent = send(api_client, new_agent, peer)
+        assert push.push_due() == ["acked"]
+    [request] = receiver.requests
+    assert request.verified_by == [0] and request.webhook_id == sent["id"]
+    assert request.headers["host"] == f"localhost:{receiver.port}" and receiver.sni_names == ["localhost"]
+
+
+def test_https_with_a_certificate_for_another_name_is_a_failed_attempt(
+    api_client, new_agent, peer, tmp_path, monkeypatch
+):
+    server_tls, trust = self_signed(tmp_path, "elsewhere.example")
+    monkeypatch.setattr(push, "_tls_context", lambda: trust)
+    with WebhookReceiver([], tls=server_tls) as receiver:
+        make_endpoint(peer.agent, receiver.url)
+        sent = send(api_client, new_agent, peer)
+        assert push.push_due() == ["connection_error"]
+    assert receiver.requests == [] and receiver.sni_names == ["localhost"]
+    assert "CERTIFICATE_VERIFY_FAILED" in attempts(sent["id"])[0].error

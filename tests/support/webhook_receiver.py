@@ -2,13 +2,19 @@
 standardwebhooks package — the reference implementation, not Brikk's code — and answers from a script: statuses,
 Retry-After, a delay past the dispatcher's timeout, or a request held until the test releases it."""
 
+import datetime
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
@@ -63,8 +69,9 @@ class Server(ThreadingHTTPServer):
 class WebhookReceiver:
     """Answers requests in order from ``script`` (Reply), then ``default`` for ever. Thread-safe."""
 
-    def __init__(self, secrets: list[str], script=(), default: Reply | None = None):
+    def __init__(self, secrets: list[str], script=(), default: Reply | None = None, tls: ssl.SSLContext | None = None):
         self.secrets = list(secrets)
+        self.sni_names: list[str | None] = []  # the server name each TLS client asked for
         self.script = list(script)
         self.default = default or Reply()
         self.requests: list[Request] = []
@@ -111,6 +118,10 @@ class WebhookReceiver:
         self._httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks/brikk"
+        if tls is not None:
+            tls.sni_callback = lambda _socket, name, _context: self.sni_names.append(name)
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}/hooks/brikk"
 
     def __enter__(self) -> "WebhookReceiver":
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
@@ -136,3 +147,32 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/hooks"
+
+
+def self_signed(directory, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A certificate for DNS name ``name`` (files in ``directory``): the server's TLS context, and a client
+    context that trusts only it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
