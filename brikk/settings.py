@@ -218,6 +218,16 @@ for _network in BRIKK_WEBHOOK_ALLOWED_NETWORKS:
         ) from None
 # After a rotation the old secret still signs (a second signature) for this long.
 BRIKK_WEBHOOK_SECRET_GRACE_HOURS = env_int("BRIKK_WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0, maximum=720)
+# The push dispatcher (coordination/push.py, `manage.py push_dispatcher`): a push that has not answered 2xx
+# within the timeout failed (its lease lasts 2 x timeout + 5 s); deliveries in flight per endpoint and in all;
+# an endpoint without a success for this many days while failing is disabled.
+BRIKK_PUSH_TIMEOUT_SECONDS = env_int("BRIKK_PUSH_TIMEOUT_SECONDS", 15, minimum=1, maximum=120)
+BRIKK_PUSH_CONCURRENCY_PER_ENDPOINT = env_int("BRIKK_PUSH_CONCURRENCY_PER_ENDPOINT", 8, minimum=1, maximum=256)
+BRIKK_PUSH_MAX_IN_FLIGHT = env_int("BRIKK_PUSH_MAX_IN_FLIGHT", 512, minimum=1, maximum=10000)
+BRIKK_PUSH_DISABLE_AFTER_DAYS = env_int("BRIKK_PUSH_DISABLE_AFTER_DAYS", 5, minimum=1, maximum=90)
+# The embedded defaults (no DATABASE_URL, no REDIS_URL: `make run`) push from a thread of the web process,
+# started by the first message committed while an endpoint is enabled; production runs `push_dispatcher`.
+BRIKK_PUSH_IN_PROCESS = env_bool("BRIKK_PUSH_IN_PROCESS", DATABASE_URL is None and REDIS_URL is None)
 CELERY_BEAT_SCHEDULE = {
     "audit-seal": {"task": "audit.seal", "schedule": float(BRIKK_AUDIT_SEAL_INTERVAL_SECONDS)},
     "inbox-sweep": {"task": "coordination.sweep_inbox", "schedule": float(BRIKK_INBOX_SWEEP_INTERVAL_SECONDS)},
@@ -454,5 +464,8 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # httpx logs each request's URL at INFO; a push endpoint's URL may carry a token in its query.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

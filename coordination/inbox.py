@@ -78,24 +78,31 @@ def receive(
         for item in leases:
             if item.delivery_count == 1:
                 metrics.ACCEPTED_TO_RECEIVED.observe(max((now - item.received_at).total_seconds(), 0))
-    return [
-        {
-            **(item.request_body or {}),
-            "id": str(item.id),
-            "receipt": receipt_of(item.id, item.token),
-            "delivery_count": item.delivery_count,
-            "leased_until": iso(item.leased_until),
-            "accepted_at": iso(item.received_at),
-        }
-        for item in leases
-    ]
+    return [receive_item(item) for item in leases]
+
+
+def receive_item(lease: leasing.Lease) -> dict:
+    """What a consumer gets for a lease: the envelope as sent plus its lease (receive, stream, push body)."""
+    return {
+        **(lease.request_body or {}),
+        "id": str(lease.id),
+        "receipt": receipt_of(lease.id, lease.token),
+        "delivery_count": lease.delivery_count,
+        "leased_until": iso(lease.leased_until),
+        "accepted_at": iso(lease.received_at),
+    }
 
 
 def next_available_in(agent_id, *, now=None) -> float | None:
     """Seconds until one of the agent's messages becomes receivable without any write (a nack's delay ends,
     a lease runs out), or None. A waiting consumer sleeps until then at most; new messages wake it sooner."""
     now = now or timezone.now()
-    rows = MessageLog.objects.filter(recipient_id=agent_id, delivery_state__in=UNDELIVERED, expires_at__gt=now)
+    return seconds_until_available(MessageLog.objects.filter(recipient_id=agent_id), now=now)
+
+
+def seconds_until_available(messages, *, now: datetime) -> float | None:
+    """Seconds until one of ``messages`` (a queryset) becomes available without any write, or None."""
+    rows = messages.filter(delivery_state__in=UNDELIVERED, expires_at__gt=now)
     candidates = [
         rows.filter(delivery_state=Delivery.QUEUED, available_at__gt=now).aggregate(at=Min("available_at"))["at"],
         rows.filter(delivery_state=Delivery.LEASED, leased_until__gt=now).aggregate(at=Min("leased_until"))["at"],
@@ -279,7 +286,8 @@ def sweep(*, now=None, batch_size: int = SWEEP_BATCH) -> SweepResult:
     return result
 
 
-def _dead_letter(condition: Q, reason: str, now: datetime, batch_size: int) -> int:
+def _dead_letter(condition: Q, reason: str, now: datetime, batch_size: int, actor_id: str = "inbox-sweep") -> int:
+    """Dead-letter the rows matching ``condition`` (locked, SKIP LOCKED), each audited once."""
     total = 0
     while True:
         with transaction.atomic():
@@ -304,7 +312,7 @@ def _dead_letter(condition: Q, reason: str, now: datetime, batch_size: int) -> i
                     AuditAction.MESSAGE_DEAD_LETTERED,
                     organization_id=organization_id,
                     actor_kind="system",
-                    actor_id="inbox-sweep",
+                    actor_id=actor_id,
                     resource_kind="message",
                     resource_id=pk,
                     details={
@@ -317,6 +325,13 @@ def _dead_letter(condition: Q, reason: str, now: datetime, batch_size: int) -> i
         total += len(rows)
         if len(rows) < batch_size:
             return total
+
+
+def dead_letter_leased(message_id, token: str, reason: str, *, actor_id: str, now: datetime) -> bool:
+    """Dead-letter one message while the lease ``token`` still holds it (a push out of attempts); audited as the
+    sweep's dead letters are. False if the lease no longer holds."""
+    condition = Q(pk=message_id, delivery_state=Delivery.LEASED, receipt=token)
+    return _dead_letter(condition, reason, now, 1, actor_id=actor_id) == 1
 
 
 def redrive(organization_id, ids: list, *, actor_id, now=None) -> dict:

@@ -41,6 +41,16 @@ ACCEPTED_TO_ACKED = Histogram(
     "From a message's acceptance (received_at) to its acknowledgement.",
     buckets=LATENCY_BUCKETS,
 )
+PUSHES = Counter(
+    "brikk_push_total",
+    "Push attempts by outcome: acked, http_error, gone, timeout, connection_error, refused.",
+    ["outcome"],
+)
+PUSH_LATENCY = Histogram(
+    "brikk_push_latency_seconds",
+    "From a push's request to its answer (or its failure), whatever the status.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120),
+)
 DEAD_LETTERS = Counter("brikk_dead_letters_total", "Messages dead-lettered, by reason.", ["reason"])
 REJECTED_REQUESTS = Counter("brikk_requests_rejected_total", "Requests refused by the request guards.", ["reason"])
 

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator
 from django.db import connections, transaction
 
 CHANNEL = "brikk_inbox"
+# A waiter for every recipient (the push dispatcher, coordination/push.py): woken by every announcement.
+ANY = "*"
 logger = logging.getLogger("brikk.inbox")
 
 
@@ -74,7 +76,7 @@ class Hub:
 
     def wake(self, recipient: str) -> None:
         with self._lock:
-            waiters = list(self._waiters.get(recipient, ()))
+            waiters = [*self._waiters.get(recipient, ()), *self._waiters.get(ANY, ())]
         for waiter in waiters:
             waiter.wake()
 
@@ -97,13 +99,36 @@ def notifies_itself() -> bool:
     return connections["default"].vendor == "postgresql"
 
 
+# Called with the recipient's id after each in-process announcement commits (the in-process push dispatcher
+# starts itself from one: coordination/push.py); registered once at start.
+announced_hooks: list = []
+
+
 def announce(recipient_id) -> None:
     """After the current transaction commits, wake this process's waiters for ``recipient_id``. On PostgreSQL
     the trigger does it for every process, so this does nothing."""
     if recipient_id is None or notifies_itself():
         return
     recipient = str(recipient_id)
-    transaction.on_commit(lambda: hub.wake(recipient))
+    transaction.on_commit(lambda: _announced(recipient))
+
+
+def _announced(recipient: str) -> None:
+    hub.wake(recipient)
+    for hook in announced_hooks:
+        hook(recipient)
+
+
+def announce_everywhere(recipient_id) -> None:
+    """Like announce(), for a change the trigger does not see (an endpoint enabled for an agent whose messages
+    wait): on PostgreSQL an explicit NOTIFY, delivered at commit to every process's listener."""
+    if recipient_id is None:
+        return
+    if notifies_itself():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(recipient_id)])
+    else:
+        announce(recipient_id)
 
 
 def announce_all() -> None:
@@ -114,7 +139,8 @@ def announce_all() -> None:
 
 @contextlib.asynccontextmanager
 async def subscription(recipient_id) -> AsyncIterator[Waiter]:
-    """Subscribe before checking the inbox, so that nothing committed in between is missed."""
+    """Subscribe before checking the inbox, so that nothing committed in between is missed. ``ANY``: woken
+    whenever any recipient is."""
     if notifies_itself():
         listener.ensure_running()
     waiter = Waiter(str(recipient_id), asyncio.get_running_loop())

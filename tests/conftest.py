@@ -31,6 +31,16 @@ def inbox_listener_stopped(django_db_setup):
 
 
 @pytest.fixture(autouse=True)
+def push_not_in_process(settings):
+    """No test starts the in-process push dispatcher (coordination/push.py) unless it turns it on itself."""
+    settings.BRIKK_PUSH_IN_PROCESS = False
+    yield
+    from coordination import push
+
+    push.in_process.stop()
+
+
+@pytest.fixture(autouse=True)
 def fast_hashing(settings):
     """Users' passwords with a test-friendly hasher (API keys use the production work factor, already cheap)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -38,7 +38,7 @@ def test_every_variable_compose_sets_for_brikk_is_read_by_the_settings():
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "BRIKK_METRICS_TOKEN", "GUNICORN_WORKERS"} <= known
     services = compose()["services"]
     assert {"proxy", "web", "worker", "beat", "postgres", "redis"} <= set(services)
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "dispatcher"):
         environment = services[name]["environment"]
         unknown = sorted(set(environment) - known)
         assert unknown == [], f"{name} sets variables nothing reads: {unknown}"
@@ -57,6 +57,10 @@ def test_every_service_that_serves_has_a_healthcheck_and_commands_point_at_real_
     assert resolve("/healthz").url_name == "healthz"
     assert services["worker"]["command"][:3] == ["celery", "-A", "brikk"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "brikk", "beat"]
+    # The push dispatcher is the management command that exists (coordination/management/commands/).
+    dispatcher = services["dispatcher"]["command"]
+    assert dispatcher[:2] == ["python", "manage.py"]
+    assert (BASE_DIR / "coordination" / "management" / "commands" / f"{dispatcher[2]}.py").is_file()
     # The sealer runs in the worker and appends checkpoints to a file on the persistent volume.
     checkpoint = services["worker"]["environment"]["BRIKK_AUDIT_CHECKPOINT_FILE"]
     assert any(checkpoint.startswith(volume.split(":")[1]) for volume in services["worker"]["volumes"])
