@@ -57,7 +57,14 @@ org = services.create_organization(f"Delivery bench {stamp}", slug=f"delivery-{s
 def agent(name):
     made = services.create_agent(org, name=name)
     return {"id": str(made.agent.pk), "key": made.key.plaintext, "secret": made.signing_secret}
-team = {name: agent(name) for name in ("sender", "consumer", "sink", "drain")}
+team = {name: agent(name) for name in ("sender", "consumer", "sink", "drain", "pushed")}
+from agents import crypto
+from agents.models import Agent
+from coordination import push_endpoints
+from coordination.models import PushEndpoint
+PushEndpoint.objects.create(
+    organization=org, agent=Agent.objects.get(pk=team["pushed"]["id"]), url="RECEIVER_URL",
+    secret_encrypted=crypto.encrypt(push_endpoints.new_secret()))
 team["idle"] = [agent(f"idle-{n}") for n in range(IDLE)]
 now = timezone.now()
 sender, drain = team["sender"]["id"], team["drain"]["id"]
@@ -77,8 +84,8 @@ print(json.dumps(team))
 """
 
 
-def seed(env: dict, drain: int) -> dict:
-    code = SEED.replace("IDLE", str(IDLE_AGENTS)).replace("DRAIN", str(drain))
+def seed(env: dict, drain: int, receiver_url: str) -> dict:
+    code = SEED.replace("IDLE", str(IDLE_AGENTS)).replace("DRAIN", str(drain)).replace("RECEIVER_URL", receiver_url)
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=300, capture_output=True, text=True
     )
@@ -294,6 +301,105 @@ def measure_drain(args, team: dict) -> dict:
     }
 
 
+# --- push: the dispatcher POSTs to a receiver on 127.0.0.1 ----------------------------------
+
+
+RECEIVER_LOG = REPO / ".bench" / "receiver.log"
+DISPATCHER_LOG = REPO / ".bench" / "dispatcher.log"
+
+
+def start_receiver(port: int) -> subprocess.Popen:
+    RECEIVER_LOG.parent.mkdir(exist_ok=True)
+    with RECEIVER_LOG.open("w") as log:
+        receiver = subprocess.Popen(  # noqa: S603 - our own uvicorn and app
+            [str(Path(sys.executable).parent / "uvicorn"), "bench.push_receiver:app", "--port", str(port)]
+            + ["--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return receiver
+        time.sleep(0.1)
+    raise SystemExit("the push receiver did not start")
+
+
+def measure_push(args, env: dict, team: dict) -> dict:
+    """``--push`` echoes to an agent with an enabled endpoint, sent as fast as ``--concurrency`` threads go;
+    accept → receiver latency per message (wall clock on both sides) and the push rate against the echo's."""
+    with DISPATCHER_LOG.open("w") as log:
+        dispatcher = subprocess.Popen(  # noqa: S603 - our own manage.py
+            [sys.executable, "manage.py", "push_dispatcher"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    sender = echo.EchoSender(
+        {
+            "sender_id": team["sender"]["id"],
+            "recipient_id": team["pushed"]["id"],
+            "api_key": team["sender"]["key"],
+            "signing_secret": team["sender"]["secret"],
+        }
+    )
+    sent: dict[str, float] = {}
+    lock = threading.Lock()
+    remaining = [args.push]
+
+    def send_all():
+        connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            body, headers = sender.prepare()
+            started = time.time()
+            status, answer = echo._exchange(connection, "POST", echo.COORDINATION_PATH, body, headers)
+            if status != 200:
+                raise SystemExit(f"echo answered {status} {answer[:200]!r}")
+            with lock:
+                sent[json.loads(answer)["id"]] = started
+
+    try:
+        time.sleep(2)  # the dispatcher is up and listening
+        threads = [threading.Thread(target=send_all) for _ in range(args.concurrency)]
+        began = time.time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted_seconds = time.time() - began
+        deadline = time.monotonic() + 60
+        arrivals: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            arrivals = {}
+            for line in RECEIVER_LOG.read_text().splitlines():
+                webhook_id, _, at = line.partition(" ")
+                arrivals.setdefault(webhook_id, float(at))
+            if all(message_id in arrivals for message_id in sent):
+                break
+            time.sleep(0.2)
+    finally:
+        echo.stop_server(dispatcher)
+    latencies = sorted((arrivals[key] - sent[key]) * 1000 for key in sent if key in arrivals)
+    last_arrival = max((arrivals[key] for key in sent if key in arrivals), default=began)
+    return {
+        "messages": len(sent),
+        "pushed": len(latencies),
+        "accept_rate_per_second": round(len(sent) / accepted_seconds, 1),
+        "push_rate_per_second": round(len(latencies) / (last_arrival - began), 1) if latencies else 0.0,
+        "accept_to_receiver_p50_ms": round(echo.percentile(latencies, 50), 2),
+        "accept_to_receiver_p99_ms": round(echo.percentile(latencies, 99), 2),
+    }
+
+
 # --- idle streams ---------------------------------------------------------------------------
 
 
@@ -379,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="echoes per throughput measure")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per throughput measure, at most")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads of the echo load")
+    parser.add_argument("--push", type=int, default=2000, help="messages pushed to a webhook receiver (0: skip)")
+    parser.add_argument("--receiver-port", type=int, default=8122)
     args = parser.parse_args(argv)
 
     env = echo.server_environment(args)
@@ -390,11 +498,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if migrated.returncode:
         return 1
-    team = seed(env, args.drain)
+    env["BRIKK_WEBHOOK_ALLOW_HTTP"] = "true"  # the receiver is plain http on 127.0.0.1
+    env["BRIKK_WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.1/32"
+    team = seed(env, args.drain, f"http://127.0.0.1:{args.receiver_port}/hook")
     gunicorn = echo.start_server(args, env)
     uvicorn = start_events_server(args, env)
-    idle = None
+    idle = receiver = None
     try:
+        receiver = start_receiver(args.receiver_port) if args.push else None
         results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "load_before": os.getloadavg()[0]}
         echo_throughput(args, team, gunicorn.pid)  # warm-up: keys verified, connections pooled
         results["echo"] = echo_throughput(args, team, gunicorn.pid)
@@ -406,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latency at {args.rate:.0f}/s: {results['latency']}")
         results["drain"] = measure_drain(args, team)
         print(f"drain: {results['drain']}")
+        if args.push:
+            results["push"] = measure_push(args, env, team)
+            print(f"push: {results['push']}")
         results["events_server_before_idle"] = process_memory(uvicorn.pid)
         idle = IdleStreams(args.events_port, team["idle"], args.idle)
         idle.open()
@@ -419,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             idle.close()
         echo.stop_server(uvicorn)
         echo.stop_server(gunicorn)
+        if receiver is not None:
+            echo.stop_server(receiver)
 
     ratio = results["echo_beside_idle"]["throughput_rps"] / results["echo"]["throughput_rps"]
     drain_ratio = results["drain"]["messages_per_second"] / results["echo"]["throughput_rps"]
@@ -436,6 +552,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({drain_ratio:.2f}× echo) | ≥ echo |"
     )
     print(f"| echo alone | {results['echo']['throughput_rps']} req/s | |")
+    if args.push:
+        push = results["push"]
+        print(
+            f"| push: accept → receiver p50 / p99 | {push['accept_to_receiver_p50_ms']} / "
+            f"{push['accept_to_receiver_p99_ms']} ms | p50 < 50 ms |"
+        )
+        print(
+            f"| push rate / echo accept rate (same run) | {push['push_rate_per_second']} / "
+            f"{push['accept_rate_per_second']} per s | push ≥ accept |"
+        )
     print(
         f"| echo beside {args.idle} idle streams | {results['echo_beside_idle']['throughput_rps']} req/s "
         f"({ratio:.2f}×) | ≥ 0.80× |"
@@ -452,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     complete = results["latency"]["received"] == results["latency"]["sent"]
     complete = complete and results["drain"]["received_and_acked"] == args.drain
+    if args.push:
+        complete = complete and results["push"]["pushed"] == results["push"]["messages"]
     return 0 if complete else 1
 
 
