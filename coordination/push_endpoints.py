@@ -168,6 +168,14 @@ def check_url(url: str) -> str:
     return url
 
 
+def _check_url_field(url: str) -> None:
+    """check_url, its refusal named under ``url`` (a form's field, the API's ``details.url``)."""
+    try:
+        check_url(url)
+    except ValidationError as refused:
+        raise ValidationError({"url": refused.error_list}) from None
+
+
 def _host_of(url: str) -> str:
     """What an audit row says of a URL: its host, never its path or query (which may carry a token)."""
     try:
@@ -217,7 +225,7 @@ def _save_enabled(endpoint: PushEndpoint, **save_kwargs) -> None:
 
 def create(agent: Agent, url: str, description: str = "", *, actor_id, enabled: bool = True) -> IssuedSecret:
     """A new endpoint for ``agent`` (enabled unless asked otherwise) and its secret, shown once."""
-    check_url(url)
+    _check_url_field(url)
     secret = new_secret()
     endpoint = PushEndpoint(
         organization_id=agent.organization_id,
@@ -246,7 +254,7 @@ def update(endpoint: PushEndpoint, *, actor_id, **changes) -> PushEndpoint:
     if not changes:
         return endpoint
     if "url" in changes:
-        check_url(changes["url"])
+        _check_url_field(changes["url"])
     previous_host = _host_of(endpoint.url)
     for name, value in changes.items():
         setattr(endpoint, name, value)
