@@ -47,6 +47,7 @@ def test_an_owner_adds_an_endpoint_and_sees_its_secret_once(owner_client, agent)
     assert f'value="{secret}"' in html
     detail = owner_client.get(page_of(agent)).content.decode()
     assert PUBLIC_URL in detail and secret not in detail
+    assert 'data-testid="endpoint-add"' not in detail  # one enabled endpoint at most: disable it to add another
     assert AuditLog.objects.filter(action="push_endpoint.created", actor_id=str(agent.owner.pk)).exists()
 
 
