@@ -87,7 +87,17 @@ def _columns() -> dict[str, str]:
     columns["table"] = quote(meta.db_table)
     attempt = DeliveryAttempt._meta
     columns["attempts"] = quote(attempt.db_table)
-    for name in ("message", "kind", "consumer", "token", "started_at", "leased_until", "outcome"):
+    for name in (
+        "message",
+        "kind",
+        "consumer",
+        "token",
+        "started_at",
+        "leased_until",
+        "outcome",
+        "error",
+        "response_excerpt",
+    ):
         columns[f"attempt_{name}"] = quote(attempt.get_field(name).column)
     return columns
 
@@ -123,8 +133,9 @@ def lease_statement() -> str:
                   m.{c["received_at"]} AS received_at
         ), recorded AS (
             INSERT INTO {c["attempts"]} ({c["attempt_message"]}, {c["attempt_kind"]}, {c["attempt_consumer"]},
-                {c["attempt_token"]}, {c["attempt_started_at"]}, {c["attempt_leased_until"]}, {c["attempt_outcome"]})
-            SELECT id, %(kind)s, %(consumer)s, receipt, %(now)s, leased_until, '' FROM leased
+                {c["attempt_token"]}, {c["attempt_started_at"]}, {c["attempt_leased_until"]}, {c["attempt_outcome"]},
+                {c["attempt_error"]}, {c["attempt_response_excerpt"]})
+            SELECT id, %(kind)s, %(consumer)s, receipt, %(now)s, leased_until, '', '', '' FROM leased
         )
         SELECT id, receipt, delivery_count, leased_until, request_body, received_at FROM leased
     """  # noqa: S608 - only quoted names and the state constants are interpolated
