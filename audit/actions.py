@@ -37,8 +37,15 @@ class AuditAction(StrEnum):
     # Delivery (the inbox)
     MESSAGE_DEAD_LETTERED = "message.dead_lettered"
     MESSAGE_REDRIVEN = "message.redriven"
+    MESSAGE_RESENT = "message.resent"
     # Push delivery (webhooks)
+    PUSH_ENDPOINT_CREATED = "push_endpoint.created"
+    PUSH_ENDPOINT_UPDATED = "push_endpoint.updated"
+    PUSH_ENDPOINT_ENABLED = "push_endpoint.enabled"
     PUSH_ENDPOINT_DISABLED = "push_endpoint.disabled"
+    PUSH_ENDPOINT_DELETED = "push_endpoint.deleted"
+    PUSH_ENDPOINT_SECRET_ROTATED = "push_endpoint.secret_rotated"
+    PUSH_ENDPOINT_RECOVERED = "push_endpoint.recovered"
     # Retention (audit/retention.py)
     RETENTION_PURGED = "retention.purged"
 

@@ -34,3 +34,12 @@ class MessageIdReused(CodedError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = ErrorCode.MESSAGE_ID_REUSED
     default_detail = "This sender already sent a message with this message_id; use a new message_id."
+
+
+class Conflict(CodedError):
+    """409 ``conflict``: the resource's current state does not allow this change (an agent's second enabled
+    push endpoint; resending a message leased to a consumer right now)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = ErrorCode.CONFLICT
+    default_detail = "The resource's current state does not allow this."

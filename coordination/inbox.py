@@ -334,6 +334,30 @@ def dead_letter_leased(message_id, token: str, reason: str, *, actor_id: str, no
     return _dead_letter(condition, reason, now, 1, actor_id=actor_id) == 1
 
 
+def requeue(rows, *, now: datetime) -> int:
+    """Messages back to ``queued`` as if new: available now, their deliveries counted from 0, their ttl started
+    again (now + the envelope's ``ttl_ms``), no dead reason, ack or lease. ``rows``: (id, request body) pairs.
+    The one rule behind redrive, and a push endpoint's resend and recover (coordination/push_endpoints.py)."""
+    by_ttl: dict[int, list] = {}
+    for pk, body in rows:
+        ttl_ms = body.get("ttl_ms", TTL_MS_DEFAULT) if isinstance(body, dict) else TTL_MS_DEFAULT
+        by_ttl.setdefault(ttl_ms if isinstance(ttl_ms, int) else TTL_MS_DEFAULT, []).append(pk)
+    for ttl_ms, pks in by_ttl.items():
+        MessageLog.objects.filter(pk__in=pks).update(
+            delivery_state=Delivery.QUEUED,
+            delivery_count=0,
+            dead_reason="",
+            dead_at=None,
+            acked_at=None,
+            receipt="",
+            leased_until=None,
+            available_at=now,
+            expires_at=now + timedelta(milliseconds=ttl_ms),
+            updated_at=now,
+        )
+    return sum(len(pks) for pks in by_ttl.values())
+
+
 def redrive(organization_id, ids: list, *, actor_id, now=None) -> dict:
     """Dead letters of the organization back to ``queued``, their count reset and their ttl started again."""
     now = now or timezone.now()
@@ -345,17 +369,8 @@ def redrive(organization_id, ids: list, *, actor_id, now=None) -> dict:
             .filter(organization_id=organization_id, pk__in=wanted, delivery_state=Delivery.DEAD)
             .values_list("pk", "request_body", "dead_reason", "delivery_count")
         )
-        for pk, body, reason, count in rows:
-            ttl_ms = body.get("ttl_ms", TTL_MS_DEFAULT) if isinstance(body, dict) else TTL_MS_DEFAULT
-            MessageLog.objects.filter(pk=pk).update(
-                delivery_state=Delivery.QUEUED,
-                delivery_count=0,
-                dead_reason="",
-                dead_at=None,
-                available_at=now,
-                expires_at=now + timedelta(milliseconds=ttl_ms),
-                updated_at=now,
-            )
+        requeue([(pk, body) for pk, body, _, _ in rows], now=now)
+        for pk, _, reason, count in rows:
             record(
                 AuditAction.MESSAGE_REDRIVEN,
                 organization_id=organization_id,

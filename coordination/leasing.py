@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q
 
+from agents.models import Agent
 from coordination.models import DeliveryAttempt, MessageLog, PushEndpoint
 
 QUEUED, LEASED = MessageLog.Delivery.QUEUED.value, MessageLog.Delivery.LEASED.value
+DELETED_AGENT = Agent.Status.DELETED.value
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ def _columns() -> dict[str, str]:
     endpoint = PushEndpoint._meta
     columns["endpoints"] = {name: quote(endpoint.get_field(name).column) for name in ("id", "agent", "organization")}
     columns["endpoints"] |= {"table": quote(endpoint.db_table), "enabled": quote(endpoint.get_field("enabled").column)}
+    agent = Agent._meta
+    columns["agents"] = quote(agent.db_table)
+    columns["agent_id"] = quote(agent.pk.column)
+    columns["agent_status"] = quote(agent.get_field("status").column)
     return columns
 
 
@@ -144,6 +150,10 @@ def _pick_for_push(c: dict) -> str:
             LEFT JOIN unnest(%(busy_endpoints)s::uuid[], %(busy_counts)s::integer[]) AS busy(endpoint, count)
                 ON busy.endpoint = e.{e["id"]}
             WHERE e.{e["enabled"]}
+              AND NOT EXISTS (  -- a deleted agent's endpoint is never used
+                  SELECT 1 FROM {c["agents"]} AS a WHERE a.{c["agent_id"]} = e.{e["agent"]}
+                    AND a.{c["agent_status"]} = '{DELETED_AGENT}'
+              )
         ),
         picked AS MATERIALIZED (
             SELECT due.id, capacity.endpoint FROM capacity CROSS JOIN LATERAL (
@@ -283,9 +293,9 @@ def _due(now, max_deliveries):
 def _lease_push_portable(now, until, limit, max_deliveries, per_endpoint, busy: dict, host: str) -> list[Lease]:
     with transaction.atomic():  # BEGIN IMMEDIATE on SQLite: one writer at a time
         picked = []
-        for endpoint_id, agent_id, organization_id in PushEndpoint.objects.filter(enabled=True).values_list(
-            "id", "agent_id", "organization_id"
-        ):
+        for endpoint_id, agent_id, organization_id in (
+            PushEndpoint.objects.filter(enabled=True).exclude(agent__status=Agent.Status.DELETED)
+        ).values_list("id", "agent_id", "organization_id"):
             free = per_endpoint - busy.get(str(endpoint_id), 0)
             if free <= 0:
                 continue

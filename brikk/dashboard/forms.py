@@ -138,6 +138,21 @@ class RotateKeyForm(forms.Form):
         self.fields["grace_seconds"].initial = settings.BRIKK_API_KEY_ROTATION_GRACE_SECONDS
 
 
+class PushEndpointForm(forms.Form):
+    """A push endpoint's URL and description. The URL rule (https, no user info, public addresses only) is
+    ``coordination.push_endpoints.check_url``, applied by the service the view calls."""
+
+    url = forms.CharField(
+        label="URL",
+        max_length=2048,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono", "inputmode": "url"}
+        ),
+        help_text="https:// only; its host must resolve to public addresses (or to BRIKK_WEBHOOK_ALLOWED_NETWORKS).",
+    )
+    description = forms.CharField(required=False, max_length=200)
+
+
 class SwitchOrganizationForm(forms.Form):
     organization = forms.UUIDField()
 

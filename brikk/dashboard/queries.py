@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents.models import Agent, APIKey
 from audit.models import AuditLog
-from coordination.models import DeliveryAttempt, MessageLog
+from coordination.models import DeliveryAttempt, MessageLog, PushEndpoint
 
 KEY_EXPIRY_WARNING = timedelta(days=14)
 
@@ -232,7 +232,8 @@ def delivery_timeline(message: MessageLog, now: datetime | None = None) -> list[
     if not message.delivery_state:
         return []
     events = [TimelineEvent(at=message.received_at, kind="accepted")]
-    for number, attempt in enumerate(message.deliveries.order_by("started_at", "id"), start=1):
+    attempts = message.deliveries.select_related("endpoint").order_by("started_at", "id")
+    for number, attempt in enumerate(attempts, start=1):
         unsettled = not attempt.outcome and attempt.leased_until is not None
         events.append(
             TimelineEvent(
@@ -264,3 +265,12 @@ def message_relations(message: MessageLog) -> dict:
         .order_by("created_at", "id")[:INBOX_SHOWN]
     )
     return {"original": original, "replies": replies}
+
+
+def push_endpoints_of(agent: Agent) -> list[PushEndpoint]:
+    """An agent's push endpoints, the enabled one first."""
+    return list(
+        PushEndpoint.objects.filter(agent_id=agent.pk, organization_id=agent.organization_id).order_by(
+            "-enabled", "created_at"
+        )
+    )

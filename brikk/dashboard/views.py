@@ -9,6 +9,7 @@ renders only the tab's content into ``#main`` (see ``render_page``). A live pane
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -28,13 +29,15 @@ from brikk.dashboard.forms import (
     AgentCreateForm,
     AgentForm,
     AgentStatusForm,
+    PushEndpointForm,
     RedriveForm,
     RotateKeyForm,
     SwitchOrganizationForm,
 )
 from brikk.dashboard.pagination import NEWER, OLDER, paginate
-from coordination import inbox
-from coordination.models import MessageLog
+from coordination import inbox, push_endpoints
+from coordination.exceptions import Conflict
+from coordination.models import MessageLog, PushEndpoint
 
 PAGE_SIZE = 50
 
@@ -183,6 +186,8 @@ def agent_detail(request, pk):
         "keys": keys,
         "current_key": queries.current_key(keys, timezone.now()),
         "status_form": AgentStatusForm(initial={"status": agent.status}),
+        "endpoints": queries.push_endpoints_of(agent),
+        "now": timezone.now(),
         **queries.agent_inbox(agent),
     }
     return render_page(request, "dashboard/agent_detail.html", context, tab="agents")
@@ -318,6 +323,98 @@ def agent_delete(request, pk):
     return go_to(request, reverse("dashboard:agents"))
 
 
+# --- Push endpoints ---------------------------------------------------------------------------
+# Every change goes through coordination.push_endpoints (audited there), as the API's do.
+
+
+def _endpoint(request, agent, endpoint_id) -> PushEndpoint:
+    return get_object_or_404(PushEndpoint, pk=endpoint_id, agent_id=agent.pk, organization_id=request.organization_id)
+
+
+def _back_to_agent(request, agent):
+    return go_to(request, reverse("dashboard:agent-detail", args=[agent.pk]))
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def endpoint_create(request, pk):
+    """Register a push endpoint; its signing secret is shown once."""
+    agent = _agent(request, pk)
+    form = PushEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            issued = push_endpoints.create(agent, data["url"], data["description"], actor_id=request.user.pk)
+        except ValidationError as refused:
+            form.add_error(None, refused)
+        except Conflict as conflict:
+            form.add_error(None, str(conflict.detail))
+        else:
+            context = {"agent": agent, "endpoint": issued.endpoint, "secret": issued.secret}
+            return render_secret(request, "dashboard/endpoint_secret.html", context)
+    return render_page(request, "dashboard/endpoint_form.html", {"agent": agent, "form": form}, tab="agents")
+
+
+def _endpoint_confirm(request, agent, endpoint, action: str):
+    context = {"agent": agent, "endpoint": endpoint, "action": action}
+    return render_page(request, "dashboard/endpoint_confirm.html", context, tab="agents")
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def endpoint_rotate(request, pk, endpoint):
+    """A new signing secret, shown once; the old one still signs for BRIKK_WEBHOOK_SECRET_GRACE_HOURS."""
+    agent = _agent(request, pk)
+    found = _endpoint(request, agent, endpoint)
+    if request.method == "GET":
+        return _endpoint_confirm(request, agent, found, "rotate")
+    issued = push_endpoints.rotate_secret(found, actor_id=request.user.pk)
+    context = {
+        "agent": agent,
+        "endpoint": issued.endpoint,
+        "secret": issued.secret,
+        "rotated": True,
+        "grace_seconds": settings.BRIKK_WEBHOOK_SECRET_GRACE_HOURS * 3600,
+    }
+    return render_secret(request, "dashboard/endpoint_secret.html", context)
+
+
+@require_POST
+@dashboard_view(write=True)
+def endpoint_enable(request, pk, endpoint):
+    agent = _agent(request, pk)
+    found = _endpoint(request, agent, endpoint)
+    try:
+        push_endpoints.enable(found, actor_id=request.user.pk)
+    except Conflict as conflict:
+        messages.error(request, str(conflict.detail))
+    else:
+        messages.success(request, f"Pushing the messages of {agent.name} to {found.url}.")
+    return _back_to_agent(request, agent)
+
+
+@require_POST
+@dashboard_view(write=True)
+def endpoint_disable(request, pk, endpoint):
+    agent = _agent(request, pk)
+    found = _endpoint(request, agent, endpoint)
+    push_endpoints.disable_by_person(found, actor_id=request.user.pk)
+    messages.success(request, f"Push endpoint disabled: the messages of {agent.name} wait in its inbox.")
+    return _back_to_agent(request, agent)
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_view(write=True)
+def endpoint_delete(request, pk, endpoint):
+    agent = _agent(request, pk)
+    found = _endpoint(request, agent, endpoint)
+    if request.method == "GET":
+        return _endpoint_confirm(request, agent, found, "delete")
+    push_endpoints.delete(found, actor_id=request.user.pk)
+    messages.success(request, f"Deleted the push endpoint {found.url}; its delivery attempts are kept.")
+    return _back_to_agent(request, agent)
+
+
 # --- Audit ------------------------------------------------------------------------------------
 
 
@@ -407,6 +504,20 @@ def message_detail(request, pk):
 def message_delivery(request, pk):
     """The message's delivery and replies, polled while it waits in its recipient's inbox."""
     return render_fragment(request, "dashboard/message_detail.html#message_delivery", _message_context(request, pk))
+
+
+@require_POST
+@dashboard_view(write=True)
+def message_resend(request, pk):
+    """Send one message to its recipient again (coordination.push_endpoints.resend, audited)."""
+    message = get_object_or_404(MessageLog, pk=pk, organization_id=request.organization_id)
+    try:
+        push_endpoints.resend(message, actor_id=request.user.pk)
+    except Conflict as conflict:
+        messages.error(request, str(conflict.detail))
+    else:
+        messages.success(request, "Sent the message again: it is queued for its recipient.")
+    return go_to(request, reverse("dashboard:message-detail", args=[message.pk]))
 
 
 # --- Echo test --------------------------------------------------------------------------------

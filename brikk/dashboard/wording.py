@@ -136,3 +136,17 @@ def redriven(count: int, agent_name: str) -> str:
         "Sent %(count)d dead letters back to the inbox of %(name)s.",
         count,
     ) % {"count": count, "name": agent_name}
+
+
+def endpoint_disabled(reason: str, disabled_at: datetime | None, failing_since: datetime | None) -> str:
+    """Why a push endpoint is disabled, in a sentence: a person, a 410 Gone, or days without a success."""
+    if reason == "gone":
+        return "Disabled: the endpoint answered 410 Gone, so Brikk stopped pushing to it."
+    if reason == "failing":
+        if disabled_at and failing_since:
+            span = duration(int((disabled_at - failing_since).total_seconds()))
+            return f"Disabled: failing for {span} without a successful delivery."
+        return "Disabled: failing for days without a successful delivery."
+    if reason == "manual":
+        return "Disabled by a person."
+    return "Disabled."

@@ -294,6 +294,17 @@ def test_a_disabled_endpoint_is_not_used(api_client, new_agent, peer):
     assert receiver.requests == []
 
 
+def test_a_deleted_agents_endpoint_is_not_used(api_client, new_agent, peer):
+    with WebhookReceiver([]) as receiver:
+        make_endpoint(peer.agent, receiver.url)
+        sent = queue_messages(new_agent.agent, peer.agent, 1)
+        peer.agent.status = "deleted"
+        peer.agent.save(update_fields=["status"])
+        assert push.push_due() == []
+    assert receiver.requests == []
+    assert MessageLog.objects.get(pk=sent[0].pk).delivery_state == "queued"
+
+
 def test_the_ttl_wins_over_the_schedule(api_client, new_agent, peer):
     with WebhookReceiver([], default=Reply(500)) as receiver:
         make_endpoint(peer.agent, receiver.url)

@@ -111,7 +111,7 @@ def test_every_operation_documents_the_errors_of_the_shared_layers(schema):
         for method, operation in item.items()
         if method in ("get", "post", "put", "patch", "delete")
     }
-    assert len(operations) == 22
+    assert len(operations) == 33  # 22 before push endpoints (issue 11): 9 of them, resend and attempts
     for (method, path), operation in operations.items():
         responses = operation["responses"]
         expected = {"406", "422", "503"}
@@ -145,3 +145,26 @@ def test_links_lead_from_created_resources_to_their_operations(schema):
     for status in ("200", "202"):
         (link,) = echoed[status]["links"].values()
         assert link == {"operationId": "v1_coordination_messages_retrieve", "parameters": {"id": "$response.body#/id"}}
+
+
+def test_push_endpoint_operations_document_their_errors_and_show_the_secret_only_when_issued(schema):
+    paths = schema["paths"]
+    base = "/api/v1/agents/{agent_id}/endpoints/"
+    create = paths[base]["post"]["responses"]
+    assert {"201", "403", "404", "409", "422"} <= set(create)
+    assert "IPv4-mapped" in create["422"]["description"]
+    assert "conflict" in create["409"]["description"]
+    issued = create["201"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "secret" in schema["components"]["schemas"][issued]["properties"]
+    listed = paths[base]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"]
+    assert "secret" not in schema["components"]["schemas"][listed.rsplit("/", 1)[1]]["properties"]
+    assert set(paths[base + "{id}"]) >= {"get", "patch", "delete"} and "put" not in paths[base + "{id}"]
+    for action in ("rotate-secret", "enable", "disable", "recover"):
+        assert {"200", "403", "404"} <= set(paths[f"{base}{{id}}/{action}"]["post"]["responses"]), action
+    assert "409" in paths[base + "{id}/enable"]["post"]["responses"]
+    assert "409" in paths["/api/v1/coordination/messages/{id}/resend"]["post"]["responses"]
+    attempts = paths["/api/v1/coordination/messages/{id}/attempts"]["get"]["responses"]["200"]
+    item = attempts["content"]["application/json"]["schema"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert {"endpoint_id", "status_code", "latency_ms", "error", "response_excerpt"} <= set(
+        schema["components"]["schemas"][item]["properties"]
+    )

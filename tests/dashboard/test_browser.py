@@ -610,3 +610,85 @@ def test_admin_and_api_docs_work_offline_under_the_content_security_policy(page,
     page.get_by_role("link", name="Audit logs").click()
     page.locator("#changelist").wait_for()
     assert foreign == []
+
+
+# --- Issue 11: push endpoints ---------------------------------------------------------------------------------
+
+
+def test_owner_manages_a_push_endpoint_and_resends_a_message(
+    page, live_server, settings, org, owner, make_agent, make_message
+):
+    from django.utils import timezone
+
+    from coordination import push_endpoints
+    from coordination.models import DeliveryAttempt, PushEndpoint
+
+    settings.BRIKK_WEBHOOK_ALLOW_HTTP = True
+    settings.BRIKK_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    server_errors = []
+    page.on("response", lambda response: response.status >= 500 and server_errors.append(response.url))
+    agent = make_agent(org, name="hooked", owner=owner).agent
+
+    log_in(page, "owner")
+    page.goto(f"/agents/{agent.pk}/")
+    page.get_by_text("No push endpoint").wait_for()
+    page.get_by_test_id("endpoint-add").click()
+    page.wait_for_url(f"{live_server.url}/agents/{agent.pk}/endpoints/new/")
+    page.fill("#id_url", "http://10.0.0.1/hook")  # inside: refused, the form kept
+    page.get_by_role("button", name="Add push endpoint").click()
+    page.get_by_text("10.0.0.1 is a private address").wait_for()
+    page.fill("#id_url", "http://127.0.0.1:9/brikk")
+    page.fill("#id_description", "the receiver")
+    page.get_by_role("button", name="Add push endpoint").click()
+    secret_field = page.get_by_test_id("endpoint-secret")
+    secret_field.wait_for()
+    first_secret = secret_field.input_value()
+    assert first_secret.startswith("whsec_")
+    endpoint = PushEndpoint.objects.get(agent=agent)
+    assert push_endpoints.signing_secrets(endpoint) == [first_secret]
+    page.get_by_role("link", name="I have stored it — continue").click()
+    page.wait_for_url(f"{live_server.url}/agents/{agent.pk}/")
+    expect(page.get_by_test_id("endpoint-state")).to_have_text("enabled")
+    assert first_secret not in page.content()
+
+    page.get_by_test_id("endpoint-rotate").click()
+    page.get_by_role("button", name="Rotate secret").click()
+    secret_field.wait_for()
+    second_secret = secret_field.input_value()
+    assert second_secret.startswith("whsec_") and second_secret != first_secret
+    endpoint.refresh_from_db()
+    assert push_endpoints.signing_secrets(endpoint) == [second_secret, first_secret]  # both sign during the grace
+    page.get_by_role("link", name="I have stored it — continue").click()
+    page.wait_for_url(f"{live_server.url}/agents/{agent.pk}/")
+
+    page.get_by_test_id("endpoint-disable").click()
+    expect(page.get_by_test_id("endpoint-state")).to_have_text("disabled")
+    expect(page.get_by_test_id("endpoint-disabled")).to_contain_text("Disabled by a person.")
+    page.get_by_test_id("endpoint-enable").click()
+    expect(page.get_by_test_id("endpoint-state")).to_have_text("enabled")
+    endpoint.refresh_from_db()
+    assert (endpoint.enabled, endpoint.disabled_reason) == (True, "")
+    shot(page, "push-endpoint")
+
+    now = timezone.now()
+    message = make_message(org, recipient=agent, delivery_state="dead", dead_reason="push_exhausted", dead_at=now)
+    DeliveryAttempt.objects.create(
+        message=message,
+        kind="push",
+        started_at=now,
+        endpoint=endpoint,
+        status_code=500,
+        latency_ms=8.2,
+        error="HTTP 500",
+        response_excerpt="<b>broken</b>",
+        outcome="failed",
+    )
+    page.goto(f"/messages/{message.pk}/")
+    expect(page.get_by_test_id("push-attempt")).to_contain_text("HTTP 500")
+    expect(page.get_by_test_id("push-response")).to_have_text("<b>broken</b>")  # shown as text, not markup
+    page.get_by_test_id("message-resend").click()
+    expect(page.get_by_test_id("delivery-state")).to_have_text("Queued")
+    page.get_by_text("Sent the message again").wait_for()
+    message.refresh_from_db()
+    assert (message.delivery_state, message.delivery_count) == ("queued", 0)
+    assert server_errors == []

@@ -61,6 +61,11 @@ def dead_reason(reason):
     return wording.dead_reason(reason)
 
 
+@register.simple_tag
+def endpoint_disabled(endpoint):
+    return wording.endpoint_disabled(endpoint.disabled_reason, endpoint.disabled_at, endpoint.failing_since)
+
+
 @register.filter
 def lease_outcome(outcome):
     return wording.lease_outcome(outcome)
