@@ -16,7 +16,7 @@ TEST_ENV = DJANGO_DEBUG=false DJANGO_HTTPS=false \
 	DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	BRIKK_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test test-services lint format bench bench-delivery chromium nginx install install-dev clean
+.PHONY: run test test-services lint format bench bench-delivery chromium nginx wrk install install-dev clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ nginx:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx; }
 
+## wrk: Debian's wrk, the load generator of `make bench` (never needed by the tests)
+wrk:
+	@command -v wrk >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
+
+$(VENV)/.installed-bench: $(VENV)/.installed bench/requirements-bench.txt
+	$(PIP) install --quiet -r bench/requirements-bench.txt
+	touch $@
+
 ## test: install what the tests need and run them on the embedded defaults (SQLite, in-process cache)
 test: $(VENV)/.installed-dev chromium nginx
 	$(TEST_ENV) $(PY) -m pytest -m "not pg_redis" $(PYTEST_ARGS)
@@ -71,10 +81,12 @@ format: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
 
-## bench: gunicorn on PostgreSQL + Redis; throughput and p50/p99 of /healthz vs the full signed echo
-## (BENCH_ARGS="--dry-run" skips the echo; --help lists the knobs). Writes bench/results/latest.json.
-bench: $(VENV)/.installed
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/echo_benchmark.py $(BENCH_ARGS)
+## bench: wrk against the production server on PostgreSQL + Redis, in one run: a bare Django view (gunicorn
+## gthread 2x4, the reference), /healthz, the signed echo, the batch send and a drain of the inbox
+## (bench/speed_benchmark.py; BENCH_ARGS="--duration 3", "--server granian", "--compare-servers"; --help lists
+## the knobs). Writes bench/results/speed.json.
+bench: $(VENV)/.installed-bench wrk
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/speed_benchmark.py $(BENCH_ARGS)
 
 ## bench-delivery: the inbox benchmark (send → received latency, drain, idle streams; bench/delivery_benchmark.py)
 bench-delivery: $(VENV)/.installed

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import echo_benchmark as echo  # noqa: E402 - the shared server, load and percentile code
+import harness as echo  # noqa: E402 - the shared server, load and percentile code
 
 from coordination.client import BrikkClient, encode_body  # noqa: E402
 

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.echo_benchmark import (  # noqa: E402 - needs the repository on sys.path first
+from bench.harness import (  # noqa: E402 - needs the repository on sys.path first
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
     EchoSender,

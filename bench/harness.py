@@ -1,21 +1,11 @@
-"""Echo benchmark: the production server (gunicorn) on PostgreSQL and Redis, driven from this machine.
-
-Measures throughput and p50/p99 latency for (a) the bare Django JSON view ``GET /healthz`` and (b) the
-full signed echo ``POST /api/v1/coordination`` (every security layer on, a unique message id per request),
-prints a table and the echo/bare throughput ratio (target: at least 1/3), and writes the figures to
-bench/results/latest.json.
-
-    make bench                                   # DATABASE_URL / REDIS_URL from TEST_DATABASE_URL / TEST_REDIS_URL
-    .venv/bin/python bench/echo_benchmark.py --help
-
-The load is bounded (``--requests`` per scenario and ``--duration`` seconds, whichever ends first) and goes
-only to 127.0.0.1. Rate limits are raised for the run through the environment (printed), so they do not
-interfere; API keys are hashed at production PBKDF2 strength (only the first request of the run pays it).
+"""What the benchmark scripts share: the production server's environment (rate limits raised, HMAC required,
+generated secrets), migrating and seeding agents through ``agents.services``, starting and stopping gunicorn with
+brikk/gunicorn.conf.py, CPU from /proc, signed echo requests, and a small threaded Python load (the delivery
+benchmark's echo measure; ``make bench`` itself drives the load with wrk: bench/speed_benchmark.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -27,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -46,7 +35,6 @@ from coordination.client import (  # noqa: E402 - needs the repository on sys.pa
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-TARGET_RATIO = 1 / 3
 # High enough that no request of a bounded run can be limited; the layer itself stays on.
 RAISED_RATE_LIMIT = 100_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -121,8 +109,7 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def migrate_and_seed(env: dict[str, str]) -> dict:
-    """Migrate, then create an organization and two agents through agents.services; return their credentials."""
+def migrate(env: dict[str, str]) -> None:
     migrated = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
         [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
         cwd=REPO,
@@ -133,23 +120,50 @@ def migrate_and_seed(env: dict[str, str]) -> dict:
     )
     if migrated.returncode:
         raise SystemExit(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
-    seeder = (
-        "import json, time, django; django.setup()\n"
-        "from agents import services\n"
-        "from brikk.lib.context import update_context\n"
-        "update_context(actor_kind='system', actor_id='bench')\n"
-        "stamp = time.strftime('%Y%m%d-%H%M%S')\n"
-        "org = services.create_organization(f'Bench {stamp}', slug=f'bench-{stamp}-{time.time_ns() % 10**6}')\n"
-        "sender = services.create_agent(org, name='bench-sender')\n"
-        "recipient = services.create_agent(org, name='bench-recipient')\n"
-        "print(json.dumps({'org_id': str(org.pk), 'sender_id': str(sender.agent.pk),\n"
-        "    'recipient_id': str(recipient.agent.pk), 'api_key': sender.key.plaintext,\n"
-        "    'signing_secret': sender.signing_secret}))\n"
-    )
+
+
+SEEDER = """
+import json, sys, time, django
+django.setup()
+from agents import services
+from brikk.lib.context import update_context
+update_context(actor_kind="system", actor_id="bench")
+stamp = time.strftime("%Y%m%d-%H%M%S")
+org = services.create_organization(f"Bench {stamp}", slug=f"bench-{stamp}-{time.time_ns() % 10**6}")
+team = {"org_id": str(org.pk)}
+for name in sys.argv[1:]:
+    made = services.create_agent(org, name=f"bench-{name}")
+    team[name] = {"id": str(made.agent.pk), "api_key": made.key.plaintext, "signing_secret": made.signing_secret}
+print(json.dumps(team))
+"""
+
+
+def seed_agents(env: dict[str, str], names: list[str]) -> dict:
+    """A new organization with one agent per name, created through agents.services: {"org_id", name: {"id",
+    "api_key", "signing_secret"}}. Keys are hashed at production strength."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", seeder], cwd=REPO, env=env, check=True, timeout=120, capture_output=True, text=True
+        [sys.executable, "-c", SEEDER, *names],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def migrate_and_seed(env: dict[str, str]) -> dict:
+    """Migrate, then create an organization and two agents; return the sender's credentials and both ids."""
+    migrate(env)
+    team = seed_agents(env, ["sender", "recipient"])
+    return {
+        "org_id": team["org_id"],
+        "sender_id": team["sender"]["id"],
+        "recipient_id": team["recipient"]["id"],
+        "api_key": team["sender"]["api_key"],
+        "signing_secret": team["sender"]["signing_secret"],
+    }
 
 
 def start_server(args, env: dict[str, str]) -> subprocess.Popen:
@@ -316,14 +330,6 @@ class EchoSender:
             raise RequestFailed(f"echo answered 200 without status delivered: {answer[:300]!r}")
 
 
-def time_signing(echo: EchoSender, count: int) -> float:
-    """Client-side cost of building, serializing and signing one echo request, in microseconds."""
-    started = time.perf_counter()
-    for _ in range(count):
-        echo.prepare()
-    return 1e6 * (time.perf_counter() - started) / count
-
-
 # --- profiling (optional: --profile, needs py-spy from requirements-dev.txt) --------------------
 
 PROJECT_CODE = ("coordination/", "agents/", "audit/", "brikk/")
@@ -375,165 +381,6 @@ def summarize_profile(directory: Path, name: str, top: int = 25) -> list[tuple[f
     return [(round(100 * count / total, 1), frame) for frame, count in ranked] if total else []
 
 
-# --- report ----------------------------------------------------------------------------------
-
-
-def print_table(results: dict, ratio: float | None, args) -> None:
-    print()
-    print(
-        f"{'scenario':<34} {'requests':>8} {'errors':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'server CPU µs/req':>17} {'client CPU µs/req':>17}"
-    )
-    for label, key in (("bare  GET /healthz", "bare"), ("echo  POST /api/v1/coordination", "echo")):
-        figures = results.get(key)
-        if figures is None:
-            print(f"{label:<34} {'(not run: dry run)':>40}")
-            continue
-        server_cpu = figures["server_cpu_us_per_request"]
-        print(
-            f"{label:<34} {figures['requests']:>8} {figures['errors']:>6} {figures['throughput_rps']:>9.1f} "
-            f"{figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f} {server_cpu if server_cpu is not None else '-':>17}"
-            f" {figures['client_cpu_us_per_request']:>17}"
-        )
-    print()
-    if ratio is not None:
-        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
-        print(f"echo/bare throughput ratio: {ratio:.3f} ({verdict} the target of {TARGET_RATIO:.3f})")
-    print(
-        f"server: gunicorn {args.worker_class}, {args.workers} workers x {args.threads} threads; "
-        f"load: {args.concurrency} client threads on the same {os.cpu_count()}-core machine"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8110)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
-    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per scenario, at most")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per scenario, at most")
-    parser.add_argument("--warmup", type=int, default=100, help="requests per scenario before measuring")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="sample the workers with py-spy during each measured scenario; raw stacks and a summary go to DIR "
-        "(profiling slows the server: the figures of such a run are not comparable)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="measure the bare view and client-side signing only; send no echo"
-    )
-    parser.add_argument(
-        "--redis-down",
-        action="store_true",
-        help="serve with Redis unreachable (REDIS_URL to a closed local port): the rate limiter fails open, "
-        "API keys are checked on PostgreSQL alone",
-    )
-    args = parser.parse_args(argv)
-    args.url = f"http://127.0.0.1:{args.port}"
-    if args.requests < 1 or args.concurrency < 1 or args.duration <= 0:
-        parser.error("--requests, --concurrency and --duration must be positive")
-
-    env = server_environment(args)
-    load_before = os.getloadavg()
-    print(f"database: {args.database_url}   redis: {args.redis_url}")
-    print(
-        f"rate limits raised for this run: BRIKK_RATE_LIMIT_AGENT_PER_MINUTE={RAISED_RATE_LIMIT} "
-        f"BRIKK_RATE_LIMIT_ORG_PER_MINUTE={RAISED_RATE_LIMIT} (the limiter still runs on every echo)"
-    )
-    print("BRIKK_HMAC_REQUIRED=true; API key hashed with production PBKDF2 (the first request verifies it once)")
-    print("migrating and seeding an organization with two agents ...", flush=True)
-    echo = EchoSender(migrate_and_seed(env))
-
-    if args.redis_down:
-        env = {**env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
-        print(f"Redis unreachable for the server: REDIS_URL={env['REDIS_URL']} (nothing listens there)")
-    server = start_server(args, env)
-    results: dict = {}
-    try:
-        scenarios = [("bare", send_bare)]
-        if not args.dry_run:
-            scenarios.append(("echo", echo))
-        for name, send in scenarios:
-            warm = run_scenario(name, send, argparse.Namespace(**{**vars(args), "requests": args.warmup}), server.pid)
-            if warm.errors:
-                hint = ""
-                if name == "echo" and any(
-                    " 404 " in sample or "404 not_found" in sample for sample in warm.error_samples
-                ):
-                    hint = " (the coordination endpoint is not on this branch: use --dry-run)"
-                raise SystemExit(f"{name} warm-up failed{hint}: {warm.error_samples[:2]}")
-            print(f"measuring {name} ...", flush=True)
-            results[name] = run_scenario(name, send, args, server.pid, args.profile).summary()
-    finally:
-        stop_server(server)
-
-    ratio = None
-    if "echo" in results and results["bare"]["throughput_rps"]:
-        ratio = round(results["echo"]["throughput_rps"] / results["bare"]["throughput_rps"], 3)
-    print_table(results, ratio, args)
-    print(
-        f"server log (production JSON logging at {env.get('BRIKK_LOG_LEVEL', 'INFO')}): {SERVER_LOG.relative_to(REPO)}"
-    )
-    print(f"1-minute load average before the run: {load_before[0]:.2f} (other work on the machine skews the figures)")
-    if args.dry_run:
-        print(f"dry run: building and signing one echo request costs {time_signing(echo, 2000):.1f} µs on the client")
-
-    if args.profile:
-        for name in results:
-            print(f"\nprofile of {name}: share of request CPU samples in project code (inclusive), {args.profile}")
-            for share, frame in summarize_profile(args.profile, name):
-                print(f"  {share:5.1f}%  {frame}")
-
-    report = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "git_commit": _git_commit(),
-        "dry_run": args.dry_run,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            # The machine is shared: a high load average before the run means noisy figures.
-            "load_average_1m_before": round(load_before[0], 2),
-            "load_average_1m_after": round(os.getloadavg()[0], 2),
-        },
-        "server": {
-            "gunicorn_worker_class": args.worker_class,
-            "workers": args.workers,
-            "threads": args.threads,
-            "database": _redacted(args.database_url),
-            "redis": _redacted(args.redis_url),
-            "redis_down": args.redis_down,
-        },
-        "load": {
-            "client_threads": args.concurrency,
-            "requests_per_scenario": args.requests,
-            "max_seconds_per_scenario": args.duration,
-            "warmup": args.warmup,
-        },
-        "environment_overrides": {
-            "BRIKK_RATE_LIMIT_AGENT_PER_MINUTE": RAISED_RATE_LIMIT,
-            "BRIKK_RATE_LIMIT_ORG_PER_MINUTE": RAISED_RATE_LIMIT,
-            "BRIKK_HMAC_REQUIRED": True,
-            "DJANGO_DEBUG": False,
-            "DJANGO_HTTPS": False,
-        },
-        "results": results,
-        "echo_to_bare_ratio": ratio,
-        "target_ratio": round(TARGET_RATIO, 3),
-        "meets_target": None if ratio is None else ratio >= TARGET_RATIO,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"figures written to {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
-    failed = sum(figures["errors"] for figures in results.values())
-    return 1 if failed else 0
-
-
 def _redacted(url: str) -> str:
     parsed = httpx.URL(url)
     return str(parsed.copy_with(password="***")) if parsed.password else url
@@ -552,7 +399,3 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None
-
-
-if __name__ == "__main__":
-    sys.exit(main())
