@@ -871,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = count_rows(env, team["org_id"], recipient, [echo_sender, batch_sender])
     expected = {
         echo_sender.id: ("echo", delivered["echo"], "echo.delivered"),
-        batch_sender.id: ("batch", delivered["batch"], None),
+        batch_sender.id: ("batch", delivered["batch"], "echo.delivered"),
     }
     problems = check_rows(rows, expected, acked)
 
