@@ -202,7 +202,7 @@ def run_wrk(args, url: str, script: str, script_args: list[str], wall_seconds: f
     """wrk with ``--connections`` over ``--wrk-threads`` threads. A replay run stops its threads itself; once
     they are all gone, wrk's main thread (which sleeps for -d) is woken with SIGINT to report at once."""
     command = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{math.ceil(wall_seconds)}s"]
-    command += ["--timeout", "30s", "-s", str(WRK_DIR / script), url]
+    command += ["--timeout", "60s", "-s", str(WRK_DIR / script), url]
     if script_args:
         command += ["--", *script_args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -519,6 +519,9 @@ def measure(
 def replay_phase(args, meters, server, name: str, path: str, requests: list[bytes], mode: str) -> Phase:
     request_file = BENCH_DIR / f"{name}-requests.bin"
     write_request_file(request_file, requests)
+    profilers = []
+    if args.profile and server.kind == "gunicorn":
+        profilers = harness.start_profilers(server.process.pid, args.profile, name, args.duration + 30)
     try:
         phase = measure(
             args,
@@ -531,6 +534,11 @@ def replay_phase(args, meters, server, name: str, path: str, requests: list[byte
         )
     finally:
         request_file.unlink(missing_ok=True)
+        harness.stop_profilers(profilers)
+    if profilers:
+        print(f"  profile of {name}: share of request CPU samples in project code (inclusive), {args.profile}")
+        for share, frame in harness.summarize_profile(args.profile, name):
+            print(f"    {share:5.1f}%  {frame}")
     if phase.requests >= len(requests):
         phase.note = f"all {len(requests)} pre-signed requests used before the time was up"
     return phase
@@ -785,6 +793,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", harness.DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", harness.DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--redis-down",
+        action="store_true",
+        help="serve Brikk with Redis unreachable (REDIS_URL to a closed local port): the rate limiter fails open",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy on gunicorn's workers during the echo and batch phases (GIL samples; raw stacks and a summary "
+        "of the project's frames; it slows the server, so such a run's figures are not comparable)",
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.wrk_threads < 1 or not 1 <= args.batch_size <= 100:
         parser.error("--duration, --connections and --wrk-threads must be positive, --batch-size 1-100")
@@ -814,6 +834,10 @@ def main(argv: list[str] | None = None) -> int:
     team = harness.seed_agents(env, ["echo", "batch", "recipient"])
     echo_sender, batch_sender, recipient = (Agent(**team[name]) for name in ("echo", "batch", "recipient"))
     meters = Meters(args)
+    brikk_env = dict(env)
+    if args.redis_down:
+        brikk_env["REDIS_URL"] = f"redis://127.0.0.1:{harness.closed_port()}/0"
+        print(f"Redis unreachable for Brikk: REDIS_URL={brikk_env['REDIS_URL']} (nothing listens there)")
     phases: list[Phase] = []
     own_bare: dict[str, float] = {}
     delivered = {"echo": 0, "batch": 0}
@@ -833,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     reference_rps = reference.rps
     own_bare[f"gunicorn {REFERENCE[1]}x{REFERENCE[2]}"] = reference_rps
     for kind in servers:
-        brikk = Server(kind, "brikk", args.port, args.workers, args.threads, env)
+        brikk = Server(kind, "brikk", args.port, args.workers, args.threads, brikk_env)
         if brikk.label not in own_bare:
             phases.append(bare(kind, args.workers, args.threads, f"bare ({kind})"))
             own_bare[brikk.label] = phases[-1].rps
@@ -907,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare_servers": args.compare_servers,
             "batch_size": args.batch_size,
             "consumers": args.consumers,
+            "redis_down": args.redis_down,
             "database": harness._redacted(args.database_url),
             "redis": harness._redacted(args.redis_url),
             "environment_overrides": {
