@@ -71,6 +71,9 @@ AIM_ECHO_P99_MS = 60.0
 AIM_RSS_MIB = 100.0
 # A message waits in the inbox for the drain (the default ttl of 30 s could run out during the run).
 MESSAGE_TTL_MS = 3_600_000
+# A replay's connections wait idle for the thread's last answers; a server that closed them meanwhile would show
+# as read errors in wrk. Longer than any phase's tail (wrk's own --timeout is 60 s too).
+KEEP_ALIVE_SECONDS = 60
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -291,7 +294,7 @@ class Server:
                 "--threads",
                 str(self.threads),
                 "--keep-alive",
-                "30",
+                str(KEEP_ALIVE_SECONDS),
                 "--log-level",
                 "warning",
             ]
@@ -317,6 +320,8 @@ class Server:
             "warning",
             "--timeout-graceful-shutdown",
             "2",
+            "--timeout-keep-alive",
+            str(KEEP_ALIVE_SECONDS),
         ]
 
     def start(self) -> Server:
@@ -739,6 +744,16 @@ def print_table(phases: list[Phase], reference_rps: float, own_bare: dict[str, f
             f"{' '.join(f'{rss:.0f}' for rss in phase.rss_mib_per_worker):>16}",
         ]
         print(" ".join(cells))
+        if phase.cpu.get("processes_ms"):
+            by_process = " ".join(
+                f"{name.split()[0]} {ms:.2f}" for name, ms in sorted(phase.cpu["processes_ms"].items())
+            )
+            others = f"PostgreSQL {phase.cpu.get('postgres_ms', 0):.2f}"
+            if "redis_ms" in phase.cpu:
+                others += f", redis-server {phase.cpu['redis_ms']:.2f} (whole process, shared)"
+            if phase.cpu.get("python_client_ms") is not None:
+                others += f", Python consumers {phase.cpu['python_client_ms']:.2f}"
+            print(f"{'':<24} CPU ms/request: {by_process}; {others}")
         if phase.errors:
             print(f"{'':<24} ERRORS: {phase.errors}  {phase.error_sample[:200]}")
         if phase.note:
