@@ -387,9 +387,10 @@ def _redacted(url: str) -> str:
 
 
 def _git_commit() -> str | None:
+    """The commit measured, with "-dirty" when tracked files differ from it."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH is the point
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],  # noqa: S607 - git from PATH is the point
             cwd=REPO,
             capture_output=True,
             text=True,
