@@ -754,6 +754,12 @@ def print_table(phases: list[Phase], reference_rps: float, own_bare: dict[str, f
             if phase.cpu.get("python_client_ms") is not None:
                 others += f", Python consumers {phase.cpu['python_client_ms']:.2f}"
             print(f"{'':<24} CPU ms/request: {by_process}; {others}")
+            if phase.messages and phase.messages != phase.requests:
+                share = phase.requests / phase.messages
+                print(
+                    f"{'':<24} CPU ms/message: server {phase.cpu['server_ms'] * share:.2f}, "
+                    f"PostgreSQL {phase.cpu['postgres_ms'] * share:.2f}"
+                )
         if phase.errors:
             print(f"{'':<24} ERRORS: {phase.errors}  {phase.error_sample[:200]}")
         if phase.note:
