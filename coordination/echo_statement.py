@@ -18,14 +18,17 @@ and does; echo.py then answers from the winner, as after a lost race in its tran
 is the same one (``idempotency.lock_id``), held until the statement commits, so a request with the key in
 flight is still answered 409.
 
-The models describe the tables: columns and values come from their fields (``get_db_prep_save``, as the
-ORM's INSERT), and each value is cast to its field's type. The inbox trigger (migration 0005) fires for the
-inserted row as for the ORM's INSERT. Other databases (SQLite) use echo.py's transaction.
+The models describe the tables: the columns come from their fields, and each row is one JSON parameter that
+PostgreSQL reads with the table's own column types (``jsonb_populate_record``). The inbox trigger (migration
+0005) fires for the inserted row as for the ORM's INSERT. Other databases (SQLite) use echo.py's transaction.
 """
 
 import functools
+import json
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connections, transaction
 
@@ -60,16 +63,14 @@ def deliver(
     IntegrityError (nothing written). ``reply_to`` is the envelope's reply_to as a UUID, or None."""
     connection = connections[using]
     statement = _statement(using, record is not None)
-    params = []
-    if record is not None:
-        params += [lock, record.scope, record.key]
+    params = [lock, record.scope, record.key] if record is not None else []
     sender, recipient = message.sender_id, message.recipient_id
     params += [message.organization_id, sender, recipient, *Agent.AUTHENTICATING_STATUSES, len({sender, recipient})]
-    params += _values(message, statement.message_fields, connection)
     params += [message.organization_id, recipient, sender, reply_to, MessageLog.Status.REJECTED]
+    params.append(_row(message, statement.message_fields))
     if record is not None:
-        params += _values(record, statement.record_fields, connection)
-    params += _values(audit, statement.audit_fields, connection)
+        params.append(_row(record, statement.record_fields))
+    params.append(_row(audit, statement.audit_fields))
     # Inside a caller's transaction (a test's), as durable as echo.py's: a savepoint in a test, an error
     # in any other transaction. In autocommit the statement is its own transaction.
     durable = transaction.atomic(using=using, durable=True) if connection.in_atomic_block else nullcontext()
@@ -79,8 +80,19 @@ def deliver(
     return inserted == 1
 
 
-def _values(instance, fields, connection) -> list:
-    return [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
+def _row(instance, fields) -> str:
+    """The row as one JSON object, column by column, for ``jsonb_populate_record``: PostgreSQL reads each
+    value with its column's type (a JSON column's value as it is). One parameter per row, not one per column:
+    psycopg keeps the conversion of a statement with at most 50 parameters, and redoes it for a longer one."""
+    return json.dumps({field.column: getattr(instance, field.attname) for field in fields}, default=_json_scalar)
+
+
+def _json_scalar(value):
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()  # aware (USE_TZ): the offset is kept
+    raise TypeError(f"{type(value).__name__} is not stored by the echo's statement")
 
 
 @functools.cache
@@ -94,10 +106,14 @@ def _statement(using: str, idempotent: bool) -> _Statement:
     def column(model, name) -> str:
         return quote(model._meta.get_field(name).column)
 
-    def insert(model, fields, source: str, extra_columns=(), extra_values=()) -> str:
-        columns = [quote(field.column) for field in fields] + list(extra_columns)
-        values = [f"%s::{field.cast_db_type(connection)}" for field in fields] + list(extra_values)
-        return f"INSERT INTO {table(model)} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    def insert(model, fields, alias: str, source: str, extra_column="", extra_value="") -> str:
+        columns = [quote(field.column) for field in fields] + ([extra_column] if extra_column else [])
+        values = [f"{alias}.{quote(field.column)}" for field in fields] + ([extra_value] if extra_value else [])
+        row = f"jsonb_populate_record(NULL::{table(model)}, %s::jsonb) {alias}"
+        return (
+            f"INSERT INTO {table(model)} ({', '.join(columns)})"  # noqa: S608 - only quoted names are interpolated
+            f" SELECT {', '.join(values)} FROM {source.format(row=row)}"
+        )
 
     message_fields = tuple(f for f in MessageLog._meta.concrete_fields if f.name != "in_reply_to")
     record_fields = tuple(f for f in IdempotencyRecord._meta.concrete_fields if f.name not in ("id", "message"))
@@ -125,31 +141,29 @@ def _statement(using: str, idempotent: bool) -> _Statement:
         f" AND r.{column(MessageLog, 'recipient')} = %s::uuid AND r.{column(MessageLog, 'message_id')} = %s::uuid"
         f" AND r.{column(MessageLog, 'status')} <> %s LIMIT 1)"
     )
+    message = insert(
+        MessageLog,
+        message_fields,
+        "m",
+        "gate, {row} WHERE gate.locked AND gate.fresh AND gate.agents_ok",
+        column(MessageLog, "in_reply_to"),
+        replied,
+    )
     parts = [
         # MATERIALIZED: the gate (and so the lock) is evaluated once, before any row is inserted.
         f"WITH gate AS MATERIALIZED (SELECT {lock} AS locked, {fresh} AS fresh, {agents_ok} AS agents_ok)",
-        "message AS ("
-        + insert(
-            MessageLog,
-            message_fields,
-            "gate WHERE gate.locked AND gate.fresh AND gate.agents_ok",
-            [column(MessageLog, "in_reply_to")],
-            [replied],
-        )
-        + f" RETURNING {message_pk})",
+        f"message AS ({message} RETURNING {message_pk})",
     ]
     if idempotent:
-        parts.append(
-            "record AS ("
-            + insert(
-                IdempotencyRecord,
-                record_fields,
-                "message",
-                [column(IdempotencyRecord, "message")],
-                [f"message.{message_pk}"],
-            )
-            + ")"
+        record_insert = insert(
+            IdempotencyRecord,
+            record_fields,
+            "i",
+            "message, {row}",
+            column(IdempotencyRecord, "message"),
+            f"message.{message_pk}",
         )
-    parts.append("audit AS (" + insert(AuditLog, audit_fields, "message") + ")")
+        parts.append(f"record AS ({record_insert})")
+    parts.append(f"audit AS ({insert(AuditLog, audit_fields, 'a', 'message, {row}')})")
     sql = ",\n".join(parts) + "\nSELECT count(*) FROM message"
     return _Statement(sql, message_fields, record_fields, audit_fields)
