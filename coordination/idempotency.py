@@ -89,7 +89,13 @@ def begin(operation: Operation) -> Replay | None:
 
 def complete(operation: Operation, *, status: int, body: dict, message) -> None:
     """Store the answer, in the echo's transaction (a lost race raises IntegrityError here)."""
-    IdempotencyRecord.objects.create(
+    completed_record(operation, status=status, body=body, message=message).save(force_insert=True)
+
+
+def completed_record(operation: Operation, *, status: int, body: dict, message=None) -> IdempotencyRecord:
+    """The record of the answer, unsaved (``complete`` saves it; the echo's one statement inserts it)."""
+    now = timezone.now()
+    return IdempotencyRecord(
         organization_id=operation.organization_id,
         scope=operation.scope,
         key=operation.key,
@@ -97,7 +103,8 @@ def complete(operation: Operation, *, status: int, body: dict, message) -> None:
         response_status=status,
         response_body=body,
         message=message,
-        expires_at=timezone.now() + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
 
-from audit.services import record
+from audit.services import prepare, record
 from coordination.models import MessageLog
 from coordination.serializers import delivery_fields
 
@@ -92,15 +92,23 @@ def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
 
 
 def audit_message(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):
-    record(
-        action,
-        outcome=outcome,
-        organization_id=message.organization_id,
-        resource_kind="message",
-        resource_id=message.pk,
-        actor_kind=message.actor_kind or None,
-        actor_id=message.actor_id or None,
-        details={
+    return record(action, **_message_audit(message, outcome, details))
+
+
+def message_audit_entry(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):
+    """The audit row ``audit_message`` writes, unsaved: the echo's one statement inserts it (echo_statement.py)."""
+    return prepare(action, **_message_audit(message, outcome, details))
+
+
+def _message_audit(message: MessageLog, outcome: str, details: dict | None) -> dict:
+    return {
+        "outcome": outcome,
+        "organization_id": message.organization_id,
+        "resource_kind": "message",
+        "resource_id": message.pk,
+        "actor_kind": message.actor_kind or None,
+        "actor_id": message.actor_id or None,
+        "details": {
             "message_id": str(message.message_id) if message.message_id else None,
             "type": message.type,
             "status": message.status,
@@ -108,4 +116,4 @@ def audit_message(action: str, message: MessageLog, *, outcome: str = "success",
             "attempts": message.attempts,
             **(details or {}),
         },
-    )
+    }
