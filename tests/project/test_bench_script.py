@@ -180,3 +180,10 @@ def test_profile_script_times_the_echo_and_its_steps(tmp_path):
     assert steps["audit.services.announce"] > 0
     assert stats.stat().st_size > 0
     assert "brk_" not in done.stdout
+
+
+def test_a_phase_served_mostly_by_one_worker_is_noted():
+    lopsided = {"processes_ms": {"master 10": 0.0, "worker 11": 1.32, "worker 12": 0.01}}
+    assert bench.imbalance(lopsided).startswith("unbalanced: one worker did 99%")
+    assert bench.imbalance({"processes_ms": {"master 10": 0.0, "worker 11": 0.4, "worker 12": 0.55}}) == ""
+    assert bench.imbalance({"processes_ms": {"worker 11": 2.0}}) == ""  # one worker: nothing to compare
