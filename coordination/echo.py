@@ -58,12 +58,13 @@ def validate_envelope(data) -> dict:
     return serializer.validated_data
 
 
-def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
+def authorize(caller: Caller, envelope: dict, *, active: set | None = None) -> tuple[uuid.UUID, uuid.UUID]:
     """The sender must be the calling agent (or, for a user, an agent of the user's organization);
     the recipient an active agent of the same organization. Returns (sender id, recipient id).
 
     Both are checked against the database in one lean query, the sender too: a user may send as any agent
-    of the organization, and the sender's status must hold inside the echo's own transaction."""
+    of the organization, and the sender's status must hold inside the echo's own transaction. ``active``:
+    those ids, already read (the batch send reads them for all its envelopes in one query)."""
     for field in ("sender", "recipient"):
         org_id = envelope[field].get("org_id")
         if org_id is not None and str(org_id) != caller.organization_id:
@@ -76,7 +77,8 @@ def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
             "The sender must be the authenticated agent.",
             details={"sender": {"agent_id": ["Must be the authenticated agent."]}},
         )
-    active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
+    if active is None:
+        active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
     if sender_id not in active:
         raise Forbidden(
             "The sender must be an active agent of your organization.",
@@ -211,7 +213,9 @@ def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
         idempotency.complete(operation, status=status, body=body, message=message)
 
 
-def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
+def delivered_message(caller, data, envelope, sender, recipient, operation, received_at) -> MessageLog:
+    """A message delivered synchronously, not saved yet: queued in its recipient's inbox, its answer (the echo's
+    200 body) in ``response_body``. The batch send builds its messages with it too (coordination/batch.py)."""
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1,
@@ -221,8 +225,13 @@ def _deliver_now(caller, data, envelope, sender, recipient, operation, received_
     message.delivery_state = MessageLog.Delivery.QUEUED
     message.available_at = message.responded_at
     message.expires_at = received_at + timedelta(milliseconds=envelope["ttl_ms"])
-    body = echo_body(message, data, caller.auth_info())
-    message.response_body = body
+    message.response_body = echo_body(message, data, caller.auth_info())
+    return message
+
+
+def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
+    message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at)
+    body = message.response_body
     _store(message, operation, status=200, body=body)
     wakeup.announce(recipient)
     audit_message(AuditAction.ECHO_DELIVERED, message)

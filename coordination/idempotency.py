@@ -89,7 +89,12 @@ def begin(operation: Operation) -> Replay | None:
 
 def complete(operation: Operation, *, status: int, body: dict, message) -> None:
     """Store the answer, in the echo's transaction (a lost race raises IntegrityError here)."""
-    IdempotencyRecord.objects.create(
+    completed(operation, status=status, body=body, message=message).save(force_insert=True)
+
+
+def completed(operation: Operation, *, status: int, body: dict, message) -> IdempotencyRecord:
+    """The completed record of an operation, not saved yet (the batch send inserts many at once)."""
+    return IdempotencyRecord(
         organization_id=operation.organization_id,
         scope=operation.scope,
         key=operation.key,

@@ -92,15 +92,20 @@ def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
 
 
 def audit_message(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):
-    record(
-        action,
-        outcome=outcome,
-        organization_id=message.organization_id,
-        resource_kind="message",
-        resource_id=message.pk,
-        actor_kind=message.actor_kind or None,
-        actor_id=message.actor_id or None,
-        details={
+    record(**audit_event(action, message, outcome=outcome, details=details))
+
+
+def audit_event(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None) -> dict:
+    """The keyword arguments of a message's audit row (audit.services.record, or record_many for many)."""
+    return {
+        "action": action,
+        "outcome": outcome,
+        "organization_id": message.organization_id,
+        "resource_kind": "message",
+        "resource_id": message.pk,
+        "actor_kind": message.actor_kind or None,
+        "actor_id": message.actor_id or None,
+        "details": {
             "message_id": str(message.message_id) if message.message_id else None,
             "type": message.type,
             "status": message.status,
@@ -108,4 +113,4 @@ def audit_message(action: str, message: MessageLog, *, outcome: str = "success",
             "attempts": message.attempts,
             **(details or {}),
         },
-    )
+    }
