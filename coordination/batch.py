@@ -170,9 +170,11 @@ def _send(caller: Caller, envelopes: list, received_at: datetime, *, after_race:
         except exceptions.APIException as refusal:
             _, response = render_exception(refusal)
             item.error = (response.status_code, response.data)
-    if batch.expired:
-        # Past their window the keys are free again: the new operations replace the expired records.
-        IdempotencyRecord.objects.expired().filter(pk__in=batch.expired).delete()
+    replaced = [pk for key, pk in batch.expired.items() if key in batch.claimed]
+    if replaced:
+        # Past their window the keys are free again: the new operations replace the expired records (those of
+        # refused items stay, for retention to archive).
+        IdempotencyRecord.objects.expired().filter(pk__in=replaced).delete()
     _store(caller, items, known, received_at)
     return items
 
@@ -185,7 +187,7 @@ class _Batch:
         self.stored, self.active, self.taken = stored, active, taken
         self.claimed: dict[str, Item] = {}  # key → the item of this batch that sends it
         self.sent: dict[tuple[uuid.UUID, uuid.UUID], MessageLog] = {}  # (sender, message_id) → message
-        self.expired: list[int] = []
+        self.expired: dict[str, int] = {}  # key → its expired record
 
     def decide(self, item: Item) -> None:
         """What becomes of one item, in the echo's order; raises the refusal the echo would give it."""
@@ -226,7 +228,7 @@ class _Batch:
         if existing is None:
             return False
         if existing.expires_at <= self.received_at:
-            self.expired.append(existing.pk)
+            self.expired[item.key] = existing.pk
             del self.stored[item.key]
             return False
         if existing.request_hash != item.operation.digest:
