@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from audit.actions import registered
 from audit.models import AuditLog
+from brikk.lib import bulk
 from brikk.lib.context import client_ip, current, user_agent_of
 from brikk.lib.values import storable
 
@@ -88,13 +89,35 @@ def record(
 
 def record_many(events: list[dict]) -> list[AuditLog]:
     """Several audit rows in one INSERT, each exactly the row ``record`` writes for the same keyword arguments
-    (without ``request``: the context's actor, address and agent are used), then each one's signal and log line.
-    The batch send audits each of its messages this way (coordination/batch.py)."""
+    (without ``request``: the context's actor, address and agent are used), and each one's signal (so metrics
+    count every event). The log gets one line per action and outcome, naming the resources and how many: a line
+    per row cost the batch send an eighth of its CPU. The batch send audits each of its messages this way
+    (coordination/batch.py)."""
     entries = [_entry(**event) for event in events]
-    if entries:
-        AuditLog.objects.bulk_create(entries)
+    bulk.insert(entries)
+    groups: dict[tuple[str, str], list[AuditLog]] = {}
     for entry in entries:
-        _recorded(entry)
+        audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details)
+        groups.setdefault((entry.action, entry.outcome), []).append(entry)
+    for (action, outcome), group in groups.items():
+        first = group[0]
+        logger.info(
+            "audit %s %s x%d",
+            action,
+            outcome,
+            len(group),
+            extra={
+                "event": "audit",
+                "action": action,
+                "outcome": outcome,
+                "count": len(group),
+                "actor_kind": first.actor_kind,
+                "actor_id": first.actor_id or None,
+                "organization_id": str(first.organization_id) if first.organization_id else None,
+                "resource_kind": first.resource_kind or None,
+                "resource_ids": [entry.resource_id for entry in group],
+            },
+        )
     return entries
 
 

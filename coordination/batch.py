@@ -38,6 +38,7 @@ from agents.models import Agent
 from audit.actions import AuditAction
 from audit.refusals import REFUSAL_ACTIONS
 from audit.services import record, record_many
+from brikk.lib import bulk
 from brikk.lib.errors import render_exception
 from coordination import echo, idempotency, refusals, wakeup
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused, MessageIdReused
@@ -275,14 +276,13 @@ def _store(caller: Caller, items: list[Item], known: set, received_at: datetime)
             rejected.append(message)
             action = REFUSAL_ACTIONS.get(body["code"], AuditAction.ECHO_REJECTED)
             events.append(audit_event(action, message, outcome=refusals.refusal_outcome(status), details=details))
-    MessageLog.objects.bulk_create([*(item.message for item in sent), *rejected])
+    bulk.insert([*(item.message for item in sent), *rejected])
     records = [
         idempotency.completed(item.operation, status=200, body=item.message.response_body, message=item.message)
         for item in sorted(sent, key=lambda item: item.key)
         if item.operation is not None
     ]
-    if records:
-        IdempotencyRecord.objects.bulk_create(records)
+    bulk.insert(records)
     record_many(events)
     for recipient in {item.recipient for item in sent}:
         wakeup.announce(recipient)

@@ -49,7 +49,7 @@ def _jwt(api_client, username) -> str:
 
 
 @pytest.mark.django_db
-def test_a_batch_delivers_each_envelope_as_a_sync_echo_does(api_client, new_agent, peer):
+def test_a_batch_delivers_each_envelope_as_a_sync_echo_does(api_client, new_agent, peer, caplog):
     bodies = [envelope(new_agent.agent, peer.agent, payload={"n": n}, ttl_ms=60000 + n) for n in range(3)]
     response = post_batch(api_client, new_agent, bodies, HTTP_X_REQUEST_ID="req-batch-0001")
     assert response.status_code == 200, response.content
@@ -74,6 +74,9 @@ def test_a_batch_delivers_each_envelope_as_a_sync_echo_does(api_client, new_agen
         assert record.response_body == message.response_body and record.response_status == 200
         audit = AuditLog.objects.get(action="echo.delivered", resource_id=result["id"])
         assert audit.correlation_id == "req-batch-0001" and audit.actor_id == str(new_agent.agent.pk)
+    # One log line for the three audit rows, naming them.
+    (line,) = [record for record in caplog.records if record.getMessage() == "audit echo.delivered success x3"]
+    assert line.resource_ids == [result["id"] for result in answer["results"]] and line.count == 3
     replay = post_echo(api_client, bodies[1], key=new_agent.key.plaintext, secret=new_agent.signing_secret)
     assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
     assert replay.json()["id"] == answer["results"][1]["id"]

@@ -1,0 +1,91 @@
+"""One INSERT statement for many unsaved model instances, without the ORM's per-value work.
+
+``QuerySet.bulk_create`` prepares every value of every row through its field (``pre_save``,
+``get_db_prep_save``) and, on PostgreSQL, sends each column as one array, which psycopg escapes character by
+character in Python: the batch send measured more than half of its CPU there (bench/batch_profile.py). Here the
+rows go as one JSON document that PostgreSQL turns into rows of the table (``jsonb_populate_recordset``, the
+table's own row type: every column converted by PostgreSQL as an INSERT converts it), encoded by the json module
+in C. It takes what these models hold: text, numbers, booleans, UUIDs, datetimes, JSON (a JSONField's value is
+nested as it is; a Python None is SQL NULL, as JSONField stores it). Rows with an expression (a subquery) go in
+a second statement, each value prepared by its field and the expression compiled, as Model.save does.
+``auto_now``/``auto_now_add`` fields are set as saving sets them; a primary key left None is the database's.
+On other databases (SQLite, the embedded defaults) it is ``bulk_create``: the speed matters on PostgreSQL.
+
+The models still describe the tables: columns, types and defaults all come from their fields.
+"""
+
+import json
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+
+from django.db import connections, models
+from django.db.models.sql import InsertQuery
+
+
+def insert(objs: list[models.Model], *, using: str = "default") -> None:
+    """INSERT ``objs`` (all of one model, not saved yet): one statement, or two if some rows hold an expression."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        model._default_manager.using(using).bulk_create(objs)
+        return
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and getattr(objs[0], field.attname) is None)
+    ]
+    stamped = [field for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
+    plain, computed = [], []
+    for obj in objs:
+        for field in stamped:
+            field.pre_save(obj, add=True)
+        holds_expression = any(hasattr(getattr(obj, field.attname), "resolve_expression") for field in fields)
+        (computed if holds_expression else plain).append(obj)
+    with connection.cursor() as cursor:
+        if plain:
+            cursor.execute(*_from_json(model, fields, plain, connection))
+        if computed:
+            cursor.execute(*_from_values(model, fields, computed, using))
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, using
+
+
+def _from_json(model, fields, objs, connection) -> tuple[str, list]:
+    """The rows as one JSON document, turned into rows of the table by PostgreSQL (jsonb_populate_recordset): a
+    short statement (prepared once) with one parameter, encoded by the json module's C encoder."""
+    quote = connection.ops.quote_name
+    table, columns = quote(model._meta.db_table), ", ".join(quote(field.column) for field in fields)
+    names = [(field.column, field.attname) for field in fields]
+    rows = [{column: getattr(obj, attname) for column, attname in names} for obj in objs]
+    document = json.dumps(rows, default=_json_default, allow_nan=False, separators=(",", ":"))
+    sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"  # noqa: S608
+    return sql, [document]  # only quoted table and column names are interpolated
+
+
+def _json_default(value):
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not stored by brikk.lib.bulk")
+
+
+def _from_values(model, fields, objs, using) -> tuple[str, list]:
+    """A VALUES statement, each value prepared by its field and each expression compiled, as Model.save does."""
+    compiler = InsertQuery(model).get_compiler(using=using)
+    quote = compiler.connection.ops.quote_name
+    rows, params = [], []
+    for obj in objs:
+        placeholders = []
+        for field in fields:
+            sql, value_params = compiler.field_as_sql(
+                field, None, compiler.prepare_value(field, getattr(obj, field.attname))
+            )
+            placeholders.append(sql)
+            params.extend(value_params)
+        rows.append(f"({', '.join(placeholders)})")
+    columns = ", ".join(quote(field.column) for field in fields)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(rows)}", params  # noqa: S608
