@@ -149,7 +149,8 @@ def _entry(
     details, escaped = storable(scrub(details))
     if escaped or escaped_agent or escaped_actor or escaped_kind or escaped_resource:
         details["escaped"] = True
-    return AuditLog(
+    return bulk.instance(
+        AuditLog,
         created_at=timezone.now(),
         correlation_id=context.request_id if context.request_id != "-" else "",
         actor_kind=actor_kind,

@@ -20,6 +20,7 @@ from uuid6 import uuid7
 from agents.models import Agent
 from audit.actions import AuditAction
 from audit.services import record
+from brikk.lib import bulk
 from brikk.lib.context import current
 from coordination import idempotency, tasks, wakeup
 from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
@@ -183,7 +184,8 @@ def replied_message(organization_id, sender, recipient, reply_to) -> Subquery | 
 
 
 def _new_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
-    return MessageLog(
+    return bulk.instance(
+        MessageLog,
         id=uuid7(),
         organization_id=caller.organization_id,
         message_id=envelope["message_id"],

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from brikk.lib import bulk
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from coordination.models import IdempotencyRecord
 
@@ -94,14 +95,15 @@ def complete(operation: Operation, *, status: int, body: dict, message) -> None:
 
 def completed(operation: Operation, *, status: int, body: dict, message) -> IdempotencyRecord:
     """The completed record of an operation, not saved yet (the batch send inserts many at once)."""
-    return IdempotencyRecord(
+    return bulk.instance(
+        IdempotencyRecord,
         organization_id=operation.organization_id,
         scope=operation.scope,
         key=operation.key,
         request_hash=operation.digest,
         response_status=status,
         response_body=body,
-        message=message,
+        message_id=message.pk,
         expires_at=timezone.now() + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
     )
 

@@ -14,13 +14,44 @@ On other databases (SQLite, the embedded defaults) it is ``bulk_create``: the sp
 The models still describe the tables: columns, types and defaults all come from their fields.
 """
 
+import functools
 import json
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.db import connections, models
 from django.db.models.sql import InsertQuery
+
+
+def instance(model: type[models.Model], **values) -> models.Model:
+    """``model(**values)`` built the fast way: Django's positional constructor (the one loading rows from the
+    database uses), with each field's default for what ``values`` leaves out. Keyword construction looks every
+    field up in the keywords and through its descriptor: a third of the batch send's CPU went to it. ``values``
+    are by attribute name (``sender_id``, not ``sender``); an unknown name is a TypeError, as in ``model()``."""
+    fields = _fields_of(model)
+    args = [values.pop(attname) if attname in values else default() for attname, default in fields]
+    if values:
+        raise TypeError(f"{model.__name__}() got unexpected fields: {', '.join(sorted(values))}")
+    return model(*args)
+
+
+@functools.cache
+def _fields_of(model: type[models.Model]) -> list[tuple[str, Callable]]:
+    """(attribute name, its default as a function) of each concrete field, in the constructor's order."""
+    fields = []
+    for field in model._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            default = field.default
+        else:
+            default = functools.partial(_constant, field.get_default())
+        fields.append((field.attname, default))
+    return fields
+
+
+def _constant(value):
+    return value
 
 
 def insert(objs: list[models.Model], *, using: str = "default") -> None:
@@ -38,31 +69,38 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
         if not (field.primary_key and getattr(objs[0], field.attname) is None)
     ]
     stamped = [field for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
-    plain, computed = [], []
+    names = [(field.column, field.attname) for field in fields]
+    rows, computed = [], []
     for obj in objs:
         for field in stamped:
             field.pre_save(obj, add=True)
-        holds_expression = any(hasattr(getattr(obj, field.attname), "resolve_expression") for field in fields)
-        (computed if holds_expression else plain).append(obj)
+        values = obj.__dict__
+        row = {column: values[attname] for column, attname in names}
+        if any(type(value) not in _PLAIN and hasattr(value, "resolve_expression") for value in row.values()):
+            computed.append(obj)
+        else:
+            rows.append(row)
     with connection.cursor() as cursor:
-        if plain:
-            cursor.execute(*_from_json(model, fields, plain, connection))
+        if rows:
+            cursor.execute(*_from_json(model, fields, rows, connection))
         if computed:
             cursor.execute(*_from_values(model, fields, computed, using))
     for obj in objs:
         obj._state.adding, obj._state.db = False, using
 
 
-def _from_json(model, fields, objs, connection) -> tuple[str, list]:
+def _from_json(model, fields, rows: list[dict], connection) -> tuple[str, list]:
     """The rows as one JSON document, turned into rows of the table by PostgreSQL (jsonb_populate_recordset): a
     short statement (prepared once) with one parameter, encoded by the json module's C encoder."""
     quote = connection.ops.quote_name
     table, columns = quote(model._meta.db_table), ", ".join(quote(field.column) for field in fields)
-    names = [(field.column, field.attname) for field in fields]
-    rows = [{column: getattr(obj, attname) for column, attname in names} for obj in objs]
     document = json.dumps(rows, default=_json_default, allow_nan=False, separators=(",", ":"))
     sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"  # noqa: S608
     return sql, [document]  # only quoted table and column names are interpolated
+
+
+# Types that are never an expression: the common case is decided without a hasattr() per value.
+_PLAIN = frozenset({str, int, float, bool, type(None), uuid.UUID, datetime, dict, list})
 
 
 def _json_default(value):
