@@ -4,8 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from coordination.serializers import (
-    BatchRequestSerializer,
     BatchResponseSerializer,
+    BatchSendSerializer,
     DeadLetterSerializer,
     EchoResponseSerializer,
     EnvelopeSerializer,
@@ -127,7 +127,7 @@ BATCH = {
         "(or earlier in the same batch) is `replayed` with its original id. The batch counts one per envelope "
         "in the rate limits, all or nothing. Synchronous only: Prefer: respond-async is ignored."
     ),
-    "request": BatchRequestSerializer,
+    "request": BatchSendSerializer,
     "parameters": [
         *SIGNED_REQUEST_HEADERS,
         _header("X-Request-ID", "Correlation id; echoed back and in every error's request_id."),

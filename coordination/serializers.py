@@ -243,10 +243,12 @@ class EchoResponseSerializer(serializers.Serializer):
     delivery = DeliverySerializer(help_text="Its place in the recipient's inbox (state null until deliverable).")
 
 
-class BatchRequestSerializer(serializers.Serializer):
+class BatchSendSerializer(serializers.Serializer):
     """A batch send: the envelopes, each exactly the echo's."""
 
-    messages = EnvelopeSerializer(many=True, min_length=1, max_length=100, help_text="1 to 100 envelopes.")
+    messages = serializers.ListField(
+        child=EnvelopeSerializer(), min_length=1, max_length=100, help_text="1 to 100 envelopes."
+    )
 
 
 class BatchItemErrorSerializer(serializers.Serializer):
