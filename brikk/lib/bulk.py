@@ -76,7 +76,9 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
             field.pre_save(obj, add=True)
         values = obj.__dict__
         row = {column: values[attname] for column, attname in names}
-        if any(type(value) not in _PLAIN and hasattr(value, "resolve_expression") for value in row.values()):
+        if not _PLAIN.issuperset(map(type, row.values())) and any(
+            hasattr(value, "resolve_expression") for value in row.values()
+        ):
             computed.append(obj)
         else:
             rows.append(row)
@@ -104,6 +106,11 @@ _PLAIN = frozenset({str, int, float, bool, type(None), uuid.UUID, datetime, dict
 
 
 def _json_default(value):
+    kind = type(value)
+    if kind is uuid.UUID:
+        return str(value)
+    if kind is datetime:
+        return value.isoformat()
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, uuid.UUID | Decimal):
