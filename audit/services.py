@@ -71,7 +71,7 @@ def record(
     the limit; brikk.lib.values) is stored escaped and the row says so: ``details.escaped`` is true. A
     database error is never caught here: a refusal that cannot be recorded must not pass silently.
     """
-    entry = _entry(
+    entry = prepare(
         action,
         outcome=outcome,
         request=request,
@@ -83,7 +83,7 @@ def record(
         details=details,
     )
     entry.save(force_insert=True)
-    _recorded(entry)
+    announce(entry)
     return entry
 
 
@@ -93,7 +93,7 @@ def record_many(events: list[dict]) -> list[AuditLog]:
     count every event). The log gets one line per action and outcome, naming the resources and how many: a line
     per row cost the batch send an eighth of its CPU. The batch send audits each of its messages this way
     (coordination/batch.py)."""
-    entries = [_entry(**event) for event in events]
+    entries = [prepare(**event) for event in events]
     bulk.insert(entries)
     groups: dict[tuple[str, str], list[AuditLog]] = {}
     for entry in entries:
@@ -121,7 +121,7 @@ def record_many(events: list[dict]) -> list[AuditLog]:
     return entries
 
 
-def _entry(
+def prepare(
     action: str,
     *,
     outcome: str = AuditLog.Outcome.SUCCESS,
@@ -133,6 +133,8 @@ def _entry(
     resource_id="",
     details: dict | None = None,
 ) -> AuditLog:
+    """The audit row ``record`` writes, not yet saved: for a caller that inserts it with its own statement
+    (the echo's, coordination/echo_statement.py) and then calls ``announce``."""
     action = registered(action).value
     context = current()
     if actor_kind is None and context.actor_kind is None:
@@ -166,7 +168,8 @@ def _entry(
     )
 
 
-def _recorded(entry: AuditLog) -> None:
+def announce(entry: AuditLog) -> None:
+    """What follows a written audit row: the metrics (``audit_recorded``) and its structured log line."""
     audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details)
     logger.info(
         "audit %s %s",

@@ -203,12 +203,12 @@ class _Batch:
         if sent_as in self.sent or sent_as in self.taken:
             raise MessageIdReused(details={"message_id": str(item.data["message_id"])})
         item.sender, item.recipient = sender, recipient
-        item.message = echo.delivered_message(
-            self.caller, item.data, envelope, sender, recipient, item.operation, self.received_at
-        )
+        # A reply to a message earlier in this batch is linked here: the INSERT's own subquery cannot see it.
         original = self.replied_within(envelope, sender, recipient)
-        if original is not None:
-            item.message.in_reply_to_id = original.pk
+        linked = {} if original is None else {"in_reply_to_id": original.pk}
+        item.message = echo.delivered_message(
+            self.caller, item.data, envelope, sender, recipient, item.operation, self.received_at, **linked
+        )
         self.sent[sent_as] = item.message
         if item.operation is not None:
             self.claimed[item.key] = item
@@ -281,7 +281,7 @@ def _store(caller: Caller, items: list[Item], known: set, received_at: datetime)
             events.append(audit_event(action, message, outcome=refusals.refusal_outcome(status), details=details))
     bulk.insert([*(item.message for item in sent), *rejected])
     records = [
-        idempotency.completed(item.operation, status=200, body=item.message.response_body, message=item.message)
+        idempotency.completed_record(item.operation, status=200, body=item.message.response_body, message=item.message)
         for item in sorted(sent, key=lambda item: item.key)
         if item.operation is not None
     ]

@@ -14,17 +14,18 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Subquery
+from django.utils import timezone
 from rest_framework import serializers
 from uuid6 import uuid7
 
 from agents.models import Agent
 from audit.actions import AuditAction
-from audit.services import record
+from audit.services import announce, record
 from brikk.lib import bulk
 from brikk.lib.context import current
-from coordination import idempotency, tasks, wakeup
+from coordination import echo_statement, idempotency, tasks, wakeup
 from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
-from coordination.messages import Caller, agent_ref, audit_message, echo_body, message_uuid
+from coordination.messages import Caller, agent_ref, audit_message, echo_body, message_audit_entry, message_uuid
 from coordination.models import MessageLog
 from coordination.serializers import EnvelopeSerializer
 
@@ -66,6 +67,22 @@ def authorize(caller: Caller, envelope: dict, *, active: set | None = None) -> t
     Both are checked against the database in one lean query, the sender too: a user may send as any agent
     of the organization, and the sender's status must hold inside the echo's own transaction. ``active``:
     those ids, already read (the batch send reads them for all its envelopes in one query)."""
+    sender_id, recipient_id = check_parties(caller, envelope)
+    if active is None:
+        active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
+    if sender_id not in active:
+        raise Forbidden(
+            "The sender must be an active agent of your organization.",
+            details={"sender": {"agent_id": ["Not an active agent of your organization."]}},
+        )
+    if recipient_id not in active:
+        raise serializers.ValidationError({"recipient": {"agent_id": ["Not an active agent of your organization."]}})
+    return sender_id, recipient_id
+
+
+def check_parties(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
+    """What ``authorize`` checks without the database: no other organization, and an agent sends as
+    itself. Returns (sender id, recipient id)."""
     for field in ("sender", "recipient"):
         org_id = envelope[field].get("org_id")
         if org_id is not None and str(org_id) != caller.organization_id:
@@ -78,15 +95,6 @@ def authorize(caller: Caller, envelope: dict, *, active: set | None = None) -> t
             "The sender must be the authenticated agent.",
             details={"sender": {"agent_id": ["Must be the authenticated agent."]}},
         )
-    if active is None:
-        active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
-    if sender_id not in active:
-        raise Forbidden(
-            "The sender must be an active agent of your organization.",
-            details={"sender": {"agent_id": ["Not an active agent of your organization."]}},
-        )
-    if recipient_id not in active:
-        raise serializers.ValidationError({"recipient": {"agent_id": ["Not an active agent of your organization."]}})
     return sender_id, recipient_id
 
 
@@ -106,6 +114,10 @@ def submit_echo(
         operation = idempotency.Operation(
             organization_id=caller.organization_id, scope=caller.scope, key=key, digest=idempotency.request_hash(data)
         )
+    if not respond_async and echo_statement.applies():
+        outcome = _deliver_in_one_statement(caller, data, operation, received_at)
+        if outcome is not None:
+            return outcome
     try:
         with transaction.atomic(durable=True):
             replay = idempotency.begin(operation) if operation else None
@@ -161,15 +173,20 @@ def _message_id_taken(caller: Caller, data) -> str | None:
     return str(data["message_id"]) if taken else None
 
 
+def reply_uuid(reply_to) -> uuid.UUID | None:
+    """The envelope's reply_to as a UUID; None when it is not one (it then answers nothing)."""
+    try:
+        return uuid.UUID(reply_to) if isinstance(reply_to, str) else None
+    except ValueError:
+        return None
+
+
 def replied_message(organization_id, sender, recipient, reply_to) -> Subquery | None:
     """What a message answers, as an expression for its own INSERT (no extra round trip): the message whose
     ``message_id`` is ``reply_to``, sent by this message's recipient to this message's sender in the same
     organization (so a reply answers only what its sender received). The partial unique index on (sender,
     message_id) finds it. None when ``reply_to`` is not a UUID; an expression that matches nothing stores NULL."""
-    try:
-        message_id = uuid.UUID(reply_to) if isinstance(reply_to, str) else None
-    except ValueError:
-        return None
+    message_id = reply_uuid(reply_to)
     if message_id is None:
         return None
     original = (
@@ -184,6 +201,8 @@ def replied_message(organization_id, sender, recipient, reply_to) -> Subquery | 
 
 
 def _new_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
+    if "in_reply_to_id" not in fields:
+        fields["in_reply_to_id"] = replied_message(caller.organization_id, sender, recipient, envelope.get("reply_to"))
     return bulk.instance(
         MessageLog,
         id=uuid7(),
@@ -191,7 +210,6 @@ def _new_message(caller, data, envelope, sender, recipient, operation, received_
         message_id=envelope["message_id"],
         sender_id=sender,
         recipient_id=recipient,
-        in_reply_to_id=replied_message(caller.organization_id, sender, recipient, envelope.get("reply_to")),
         type=envelope["type"],
         auth_method=caller.auth_method,
         request_body=data,
@@ -215,12 +233,12 @@ def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
         idempotency.complete(operation, status=status, body=body, message=message)
 
 
-def delivered_message(caller, data, envelope, sender, recipient, operation, received_at) -> MessageLog:
-    """A message delivered synchronously, not saved yet: queued in its recipient's inbox, its answer (the echo's
-    200 body) in ``response_body``. The batch send builds its messages with it too (coordination/batch.py)."""
+def delivered_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
+    """The delivered message, its answer (``response_body``) included, not yet saved. The batch send builds its
+    messages with it too (coordination/batch.py)."""
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
-        status=MessageLog.Status.DELIVERED, http_status=200, attempts=1,
+        status=MessageLog.Status.DELIVERED, http_status=200, attempts=1, **fields,
     )  # fmt: skip
     message.mark_responded()
     # Into the recipient's inbox with the same INSERT: no extra round trip (coordination/inbox.py).
@@ -229,6 +247,34 @@ def delivered_message(caller, data, envelope, sender, recipient, operation, rece
     message.expires_at = received_at + timedelta(milliseconds=envelope["ttl_ms"])
     message.response_body = echo_body(message, data, caller.auth_info())
     return message
+
+
+def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutcome | None:
+    """The delivered echo in one statement (echo_statement.py): the outcome, or None to answer through the
+    transaction (a refusal, a replay, a key in flight), which then decides exactly as it always did."""
+    try:
+        envelope = validate_envelope(data)
+        sender, recipient = check_parties(caller, envelope)
+    except (serializers.ValidationError, Forbidden):
+        return None  # refused after the replay check, in the transaction
+    message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at, in_reply_to_id=None)
+    message.created_at = message.updated_at = timezone.now()  # what auto_now(_add) set on save
+    record = idempotency.completed_record(operation, status=200, body=message.response_body) if operation else None
+    audit = message_audit_entry(AuditAction.ECHO_DELIVERED, message)
+    try:
+        written = echo_statement.deliver(
+            message,
+            record,
+            audit,
+            lock=idempotency.lock_id(operation.scope, operation.key) if operation else None,
+            reply_to=reply_uuid(envelope.get("reply_to")),
+        )
+    except IntegrityError as error:
+        return _after_lost_race(caller, operation, data, error)
+    if not written:
+        return None
+    announce(audit)  # its metrics and log line, once committed
+    return EchoOutcome(status=200, body=message.response_body)
 
 
 def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:

@@ -90,11 +90,12 @@ def begin(operation: Operation) -> Replay | None:
 
 def complete(operation: Operation, *, status: int, body: dict, message) -> None:
     """Store the answer, in the echo's transaction (a lost race raises IntegrityError here)."""
-    completed(operation, status=status, body=body, message=message).save(force_insert=True)
+    completed_record(operation, status=status, body=body, message=message).save(force_insert=True)
 
 
-def completed(operation: Operation, *, status: int, body: dict, message) -> IdempotencyRecord:
-    """The completed record of an operation, not saved yet (the batch send inserts many at once)."""
+def completed_record(operation: Operation, *, status: int, body: dict, message=None) -> IdempotencyRecord:
+    """The record of the answer, unsaved (``complete`` saves it; the echo's one statement inserts it)."""
+    now = timezone.now()
     return bulk.instance(
         IdempotencyRecord,
         organization_id=operation.organization_id,
@@ -103,8 +104,9 @@ def completed(operation: Operation, *, status: int, body: dict, message) -> Idem
         request_hash=operation.digest,
         response_status=status,
         response_body=body,
-        message_id=message.pk,
-        expires_at=timezone.now() + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
+        message_id=message.pk if message is not None else None,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
 
-from audit.services import record
+from audit.services import prepare, record
 from coordination.models import MessageLog
 from coordination.serializers import delivery_fields
 
@@ -92,13 +92,21 @@ def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
 
 
 def audit_message(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):
-    record(**audit_event(action, message, outcome=outcome, details=details))
+    return record(action, **_message_audit(message, outcome, details))
+
+
+def message_audit_entry(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):
+    """The audit row ``audit_message`` writes, unsaved: the echo's one statement inserts it (echo_statement.py)."""
+    return prepare(action, **_message_audit(message, outcome, details))
 
 
 def audit_event(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None) -> dict:
-    """The keyword arguments of a message's audit row (audit.services.record, or record_many for many)."""
+    """The keyword arguments of a message's audit row, for audit.services.record_many (the batch send)."""
+    return {"action": action, **_message_audit(message, outcome, details)}
+
+
+def _message_audit(message: MessageLog, outcome: str, details: dict | None) -> dict:
     return {
-        "action": action,
         "outcome": outcome,
         "organization_id": message.organization_id,
         "resource_kind": "message",

@@ -62,6 +62,9 @@ ERROR_CHARS = 300
 ACTOR = "push-dispatcher"
 NO_LIMIT = 2**31 - 1  # the organization's max_deliveries is the sweep's to apply, not the push lease's
 SETTLE_RETRIES = (0.1, 0.5, 2, None)  # pauses between tries of a settle that met a database error
+SETTLE_GROUP = 200  # 2xx answers settled in one transaction, at most
+IN_FLIGHT_RECHECK_SECONDS = 1.0  # while deliveries are in flight, how long the loop sleeps without being woken
+TARGET_TTL_SECONDS = 10.0  # an endpoint's checked address is resolved again after this
 
 ACKED, HTTP_ERROR, GONE, TIMEOUT, CONNECTION_ERROR, REFUSED = (
     "acked",
@@ -212,6 +215,54 @@ def settle(delivery: Delivery, result: Result, *, now: datetime | None = None) -
     return result.outcome
 
 
+ATTEMPT_FIELDS = ("status_code", "latency_ms", "error", "response_excerpt", "outcome", "ended_at")
+
+
+def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None = None) -> None:
+    """Many 2xx answers settled together, in one transaction of a fixed number of statements whatever their
+    number (the dispatcher groups the answers that arrive while the previous group is written): each attempt
+    recorded, each message acked while its lease still holds it, each endpoint's success noted. The same
+    effect as ``settle`` for each, at a fraction of its cost."""
+    if not pairs:
+        return
+    now = now or timezone.now()
+    by_token = {delivery.lease.token: (delivery, result) for delivery, result in pairs}
+    ids = [delivery.lease.id for delivery, _ in pairs]
+    with transaction.atomic():
+        attempts = list(
+            DeliveryAttempt.objects.filter(
+                message_id__in=ids, token__in=list(by_token), kind=DeliveryAttempt.Kind.PUSH, outcome=""
+            )
+        )
+        for attempt in attempts:
+            result = by_token[attempt.token][1]
+            attempt.status_code, attempt.latency_ms = result.status_code, result.latency_ms
+            attempt.error, attempt.response_excerpt = result.error[:ERROR_CHARS], result.excerpt
+            attempt.outcome, attempt.ended_at = DeliveryAttempt.Outcome.ACKED, now
+        DeliveryAttempt.objects.bulk_update(attempts, ATTEMPT_FIELDS)
+        # Receipts are random and never reused, so (id in ids, receipt in tokens) holds exactly the pairs leased.
+        held = MessageLog.objects.filter(
+            pk__in=ids, receipt__in=list(by_token), delivery_state=MessageLog.Delivery.LEASED
+        )
+        acked = held.update(
+            delivery_state=MessageLog.Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
+        )
+        stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(seconds=1))
+        PushEndpoint.objects.filter(pk__in={delivery.endpoint_id for delivery, _ in pairs}).filter(
+            stale | Q(failing_since__isnull=False)
+        ).update(last_success_at=now, failing_since=None, updated_at=now)
+        if acked == len(pairs):
+            leases = [delivery.lease for delivery, _ in pairs]
+        else:  # an API ack or a sweep took some meanwhile: observe only those this group acked
+            mine = set(MessageLog.objects.filter(pk__in=ids, acked_at=now).values_list("pk", flat=True))
+            leases = [delivery.lease for delivery, _ in pairs if delivery.lease.id in mine]
+        transaction.on_commit(lambda: [_observe_ack(lease, now) for lease in leases])
+    metrics.PUSHES.labels(outcome=ACKED).inc(len(pairs))
+    for _, result in pairs:
+        if result.latency_ms is not None:
+            metrics.PUSH_LATENCY.observe(result.latency_ms / 1000)
+
+
 def _requeue(held, now: datetime, available_at: datetime) -> None:
     held.update(
         delivery_state=MessageLog.Delivery.QUEUED,
@@ -327,6 +378,20 @@ class Clients:
     def __init__(self, capacity: int = 1000):
         self.capacity = capacity
         self._clients: OrderedDict[tuple, httpx.AsyncClient] = OrderedDict()
+        self._targets: dict[tuple, tuple[float, Target]] = {}
+
+    async def target(self, url: str) -> Target:
+        """``target_of(url)``, remembered for TARGET_TTL_SECONDS (resolving is a thread hop and a DNS query per
+        push otherwise). The connection still goes only to the address that was checked; a refusal is never kept."""
+        key = (url, settings.BRIKK_WEBHOOK_ALLOW_HTTP, tuple(settings.BRIKK_WEBHOOK_ALLOWED_NETWORKS or ()))
+        cached = self._targets.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        target = await asyncio.to_thread(target_of, url)
+        if len(self._targets) >= self.capacity:
+            self._targets.clear()
+        self._targets[key] = (time.monotonic() + TARGET_TTL_SECONDS, target)
+        return target
 
     def get(self, endpoint_id, address: str) -> httpx.AsyncClient:
         key = (str(endpoint_id), address)
@@ -375,7 +440,7 @@ async def send(delivery: Delivery, clients: Clients, *, timeout: float | None = 
     started = time.monotonic()
     target = None
     try:
-        target = await asyncio.to_thread(target_of, delivery.url)
+        target = await clients.target(delivery.url)
     except addresses.AddressRefused as refused:
         return Result(error=f"refused: {refused}"[:ERROR_CHARS], outcome=REFUSED)
     headers = headers_for(delivery, int(time.time())) | {"host": target.host_header}
@@ -444,8 +509,11 @@ def push_due(*, now: datetime | None = None, limit: int = 100) -> list[str]:
         finally:
             await clients.aclose()
 
-    results = asyncio.run(all_of_them())
-    return [settle(delivery, result, now=now) for delivery, result in zip(deliveries, results, strict=True)]
+    pairs = list(zip(deliveries, asyncio.run(all_of_them()), strict=True))
+    settle_acked([(delivery, result) for delivery, result in pairs if result.outcome == ACKED], now=now)
+    return [
+        result.outcome if result.outcome == ACKED else settle(delivery, result, now=now) for delivery, result in pairs
+    ]
 
 
 def _db_step(function, *args, **kwargs):
@@ -471,6 +539,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._waiter: wakeup.Waiter | None = None
+        self._acks: list[tuple[Delivery, Result, asyncio.Future]] = []
+        self._settling = False
         self.delivered = 0
 
     async def _db(self, function, *args, **kwargs):
@@ -508,11 +578,53 @@ class Dispatcher:
                         self._start(delivery)
                 if 0 < free == len(deliveries):
                     continue  # maybe more
-                next_in = await self._db(next_due_in) if free > 0 else None
+                if free <= 0:
+                    next_in = None  # a delivery that ends wakes the loop
+                elif self.total:
+                    # Each delivery that ends wakes the loop, which leases again; the database is asked when the
+                    # next retry is due only once nothing is in flight (a retry may start up to this late).
+                    next_in = IN_FLIGHT_RECHECK_SECONDS
+                else:
+                    next_in = await self._db(next_due_in)
             except Exception:  # a database outage: log, wait a moment, look again
                 logger.exception("push dispatcher could not lease")
                 next_in = 1.0
             await waiter.wait(next_in)
+
+    async def _db_retrying(self, function, *args):
+        for pause in SETTLE_RETRIES:
+            try:
+                return await self._db(function, *args)
+            except DatabaseError:  # a moment's outage or lock: try again before giving the lease up
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+
+    async def _settle_with_others(self, delivery: Delivery, result: Result) -> None:
+        """Group commit: the 2xx answers that arrive while a group is being written are settled together next."""
+        future = asyncio.get_running_loop().create_future()
+        self._acks.append((delivery, result, future))
+        if not self._settling:
+            self._settling = True
+            task = asyncio.get_running_loop().create_task(self._settle_groups())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await future
+
+    async def _settle_groups(self) -> None:
+        try:
+            while self._acks:
+                group, self._acks = self._acks[:SETTLE_GROUP], self._acks[SETTLE_GROUP:]
+                try:
+                    await self._db_retrying(settle_acked, [(delivery, result) for delivery, result, _ in group])
+                except Exception as error:  # each delivery logs it; the leases run out and they are pushed again
+                    for *_, future in group:
+                        future.set_exception(error)
+                else:
+                    for *_, future in group:
+                        future.set_result(None)
+        finally:
+            self._settling = False
 
     def _start(self, delivery: Delivery) -> None:
         key = str(delivery.endpoint_id)
@@ -523,26 +635,33 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, delivery: Delivery, key: str) -> None:
+        holding = True  # the endpoint's slot
         try:
             result = await send(delivery, self._clients)
-            for pause in SETTLE_RETRIES:
-                try:
-                    await self._db(settle, delivery, result)
-                    break
-                except DatabaseError:  # a moment's outage or lock: try again before giving the lease up
-                    if pause is None:
-                        raise
-                    await asyncio.sleep(pause)
+            if result.outcome == ACKED:
+                # The endpoint is done with it: its slot is free while the answer is written (the message stays
+                # leased until then, so nobody takes it meanwhile). A failure keeps its slot until settled.
+                holding = self._release(key)
+                await self._settle_with_others(delivery, result)
+            else:
+                await self._db_retrying(settle, delivery, result)
             self.delivered += 1
         except Exception:  # the lease runs out and the message is pushed again
             logger.exception("push of %s not settled", delivery.lease.id)
         finally:
-            self.in_flight[key] -= 1
-            if not self.in_flight[key]:
-                del self.in_flight[key]
+            if holding:
+                self._release(key)
             self.total -= 1
             if self._waiter is not None:
                 self._waiter.wake()  # a slot is free
+
+    def _release(self, key: str) -> bool:
+        self.in_flight[key] -= 1
+        if not self.in_flight[key]:
+            del self.in_flight[key]
+        if self._waiter is not None:
+            self._waiter.wake()
+        return False
 
 
 class InProcess:

@@ -2,6 +2,7 @@
 request with the standardwebhooks package. Time is driven with ``now=`` (the schedule's hours never slept).
 Runs on SQLite (make test) and on PostgreSQL (make test-services)."""
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -360,6 +361,59 @@ def test_a_push_ack_after_an_api_ack_changes_nothing_and_a_lapsed_lease_is_pushe
     message = MessageLog.objects.get(pk=sent["id"])
     assert message.delivery_state == "acked" and message.delivery_count == 2
     assert [request.payload["delivery_count"] for request in receiver.requests] == [2]
+
+
+def test_answers_settled_as_a_group_ack_each_held_message_and_leave_one_acked_elsewhere(new_agent, peer):
+    endpoint, _ = make_endpoint(peer.agent, "http://127.0.0.1:9/hook")
+    queued = queue_messages(new_agent.agent, peer.agent, 3)
+    now = timezone.now()
+    deliveries = push.lease_due(now=now, limit=10)
+    assert len(deliveries) == 3
+    # One of them is acked through the API with its receipt before the dispatcher writes its answers.
+    taken = deliveries[1]
+    [result] = inbox.ack(peer.agent.pk, [inbox.receipt_of(taken.lease.id, taken.lease.token)], now=now)
+    assert result["result"] == "ok"
+    answers = [(delivery, push.Result(status_code=204, latency_ms=3.5, outcome="acked")) for delivery in deliveries]
+    later = now + timedelta(milliseconds=5)
+    push.settle_acked(answers, now=later)
+
+    messages = {item.pk: item for item in MessageLog.objects.filter(pk__in=[item.pk for item in queued])}
+    assert {message.delivery_state for message in messages.values()} == {"acked"}
+    assert [messages[delivery.lease.id].acked_at == later for delivery in deliveries] == [True, False, True]
+    recorded = [attempts(delivery.lease.id)[0] for delivery in deliveries]
+    assert [(item.outcome, item.status_code, item.latency_ms) for item in recorded] == [
+        ("acked", 204, 3.5),
+        ("acked", None, None),  # closed by the API's ack; the late answer changes nothing
+        ("acked", 204, 3.5),
+    ]
+    assert [item.ended_at for item in recorded] == [later, now, later]
+    endpoint.refresh_from_db()
+    assert endpoint.last_success_at == later and endpoint.failing_since is None
+
+
+def test_an_endpoints_checked_address_is_remembered_for_a_while_and_not_across_settings(settings, monkeypatch):
+    resolved = []
+
+    def counting_target_of(url):
+        resolved.append(url)
+        return push.Target(url, "127.0.0.1", "127.0.0.1", None)
+
+    monkeypatch.setattr(push, "target_of", counting_target_of)
+    clients = push.Clients()
+
+    async def twice():
+        await clients.target("http://127.0.0.1:9/a")
+        await clients.target("http://127.0.0.1:9/a")
+
+    asyncio.run(twice())
+    assert resolved == ["http://127.0.0.1:9/a"]
+    settings.BRIKK_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.2/32"]  # another rule: checked again
+    asyncio.run(twice())
+    assert len(resolved) == 2
+    monkeypatch.setattr(push, "TARGET_TTL_SECONDS", 0.0)  # past its time: resolved and checked again
+    clients = push.Clients()
+    asyncio.run(twice())
+    assert len(resolved) == 4
 
 
 def test_a_large_or_binary_answer_is_kept_as_its_first_kilobyte(api_client, new_agent, peer):

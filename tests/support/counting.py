@@ -1,6 +1,7 @@
 """Count what one request costs: Redis round trips and database transactions, against the real services."""
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -80,3 +81,8 @@ def database_transactions():
     with pytest.MonkeyPatch.context() as patch, connection.execute_wrapper(run):
         patch.setattr(connection, "_commit", counting_commit)
         yield seen
+
+
+def inserted_tables(sql: str) -> list[str]:
+    """The tables one statement inserts into, in order (a WITH statement may insert into several)."""
+    return re.findall(r'INSERT INTO "(\w+)"', sql)
