@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from audit.actions import registered
 from audit.models import AuditLog
+from brikk.lib import bulk
 from brikk.lib.context import client_ip, current, user_agent_of
 from brikk.lib.values import storable
 
@@ -86,6 +87,40 @@ def record(
     return entry
 
 
+def record_many(events: list[dict]) -> list[AuditLog]:
+    """Several audit rows in one INSERT, each exactly the row ``record`` writes for the same keyword arguments
+    (without ``request``: the context's actor, address and agent are used), and each one's signal (so metrics
+    count every event). The log gets one line per action and outcome, naming the resources and how many: a line
+    per row cost the batch send an eighth of its CPU. The batch send audits each of its messages this way
+    (coordination/batch.py)."""
+    entries = [prepare(**event) for event in events]
+    bulk.insert(entries)
+    groups: dict[tuple[str, str], list[AuditLog]] = {}
+    for entry in entries:
+        audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details)
+        groups.setdefault((entry.action, entry.outcome), []).append(entry)
+    for (action, outcome), group in groups.items():
+        first = group[0]
+        logger.info(
+            "audit %s %s x%d",
+            action,
+            outcome,
+            len(group),
+            extra={
+                "event": "audit",
+                "action": action,
+                "outcome": outcome,
+                "count": len(group),
+                "actor_kind": first.actor_kind,
+                "actor_id": first.actor_id or None,
+                "organization_id": str(first.organization_id) if first.organization_id else None,
+                "resource_kind": first.resource_kind or None,
+                "resource_ids": [entry.resource_id for entry in group],
+            },
+        )
+    return entries
+
+
 def prepare(
     action: str,
     *,
@@ -116,7 +151,8 @@ def prepare(
     details, escaped = storable(scrub(details))
     if escaped or escaped_agent or escaped_actor or escaped_kind or escaped_resource:
         details["escaped"] = True
-    return AuditLog(
+    return bulk.instance(
+        AuditLog,
         created_at=timezone.now(),
         correlation_id=context.request_id if context.request_id != "-" else "",
         actor_kind=actor_kind,

@@ -53,7 +53,7 @@ DEFAULT_STEPS = (
     "coordination.idempotency.request_hash",
     "coordination.echo.validate_envelope",
     "coordination.echo.check_parties",
-    "coordination.echo._delivered_message",
+    "coordination.echo.delivered_message",
     "coordination.messages.echo_body",
     "coordination.messages.message_audit_entry",
     "coordination.echo_statement.deliver",

@@ -15,8 +15,9 @@ The inbox: ``receive``, ``ack``, ``nack``, ``extend``, ``inbox_stats``, ``dead_l
 ``listen(handler)`` consumes the inbox stream (Server-Sent Events, ``SSEParser``), acking each message its handler
 returns from, nacking one it raises on, and reconnecting with ``Last-Event-ID``.
 
-Command line: ``python -m coordination.client echo --help`` (also ``receive``, ``ack``, ``nack``, ``stats``,
-``listen``). Depends only on httpx and uuid6 (and the standard library); it does not import Django.
+Command line: ``python -m coordination.client echo --help`` (also ``batch``, ``receive``, ``ack``, ``nack``,
+``stats``, ``listen``). ``send_batch`` sends many envelopes, a hundred per request. Depends only on httpx and
+uuid6 (and the standard library); it does not import Django.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ logger = logging.getLogger("brikk.client")
 PROTOCOL_VERSION = "1.0"
 COORDINATION_PATH = "/api/v1/coordination"
 MESSAGES_PATH = "/api/v1/coordination/messages"
+BATCH_PATH = "/api/v1/coordination/batch"
+MAX_BATCH = 100  # envelopes per batch request: send_batch splits longer lists
 HEALTH_PATH = "/api/v1/coordination/health"
 INBOX_PATH = "/api/v1/inbox"
 STREAM_PATH = "/api/v1/inbox/stream"
@@ -529,6 +532,24 @@ class BrikkClient:
         envelope = build_envelope(sender, recipient, payload, **envelope_fields)
         return self.send(envelope, idempotency_key=idempotency_key, respond_async=respond_async)
 
+    def send_batch(self, envelopes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """POST envelopes in batches of up to 100 (one request per hundred) and merge the answers:
+        ``{"results": [...], "delivered": n, "replayed": n, "refused": n}``, one result per envelope in order
+        (``index`` counts across the whole list). Each envelope is idempotent by its message_id, so a retried
+        request delivers nothing twice: items already delivered come back ``replayed``. A refused envelope is a
+        result (``status: "refused"`` with its ``error``), not an exception; BrikkAPIError is raised only for a
+        request refused as a whole (401, 413, 429 after the retries...), after the earlier batches were sent."""
+        envelopes = list(envelopes)
+        merged: dict[str, Any] = {"results": [], "delivered": 0, "replayed": 0, "refused": 0}
+        for start in range(0, len(envelopes), MAX_BATCH):
+            body = encode_body({"messages": envelopes[start : start + MAX_BATCH]})
+            answer = self.request("POST", BATCH_PATH, body=body).body
+            for result in answer["results"]:
+                merged["results"].append({**result, "index": start + result["index"]})
+            for count in ("delivered", "replayed", "refused"):
+                merged[count] += answer[count]
+        return merged
+
     def list_messages(self, **filters: Any) -> dict[str, Any]:
         """One page of the organization's messages, newest first; ``filters`` are the API's query
         parameters (``status``, ``type``, ``agent``, ``since``, ``page_size``, ``cursor``...)."""
@@ -915,6 +936,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("health", help="print the coordination health document")
 
+    batch = commands.add_parser(
+        "batch",
+        help="send many envelopes (batches of 100) from a file of JSON lines and print the results",
+        description="Each line of FILE ('-': standard input) is one JSON object: a full envelope, or some of its "
+        "fields (recipient and payload at least); what a line leaves out is filled in: sender (--sender), a new "
+        "message_id, ts, version. Exit code 0 when every envelope was delivered or replayed, 1 if any was refused.",
+    )
+    batch.add_argument("file", help="JSON lines, one envelope each; '-' for standard input")
+    batch.add_argument("--sender", help="sending agent id, for lines that name no sender (the key's agent)")
+
     receive = commands.add_parser("receive", help="lease messages from the agent's inbox and print them")
     receive.add_argument("--max", dest="max_messages", type=int, default=10, help="1-100 (default 10)")
     receive.add_argument("--wait", dest="wait_seconds", type=int, default=0, help="long poll seconds (default 0)")
@@ -965,10 +996,48 @@ def _listen(client: BrikkClient, args: argparse.Namespace) -> None:
     client.listen(handle, lease_seconds=args.lease_seconds, ack=args.ack, stop=stop)
 
 
+def _batch_envelopes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The envelopes of ``batch``'s JSON lines, completed (sender, message_id, ts, version)."""
+    try:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        parser.error(f"cannot read {args.file}: {exc.strerror}")
+    envelopes = []
+    try:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line)
+            except ValueError as exc:
+                parser.error(f"line {number} is not JSON: {exc}")
+            if not isinstance(fields, dict) or "recipient" not in fields or "payload" not in fields:
+                parser.error(f"line {number} must be a JSON object with recipient and payload")
+            sender = fields.get("sender", args.sender)
+            if sender is None:
+                parser.error(f"line {number} names no sender: give --sender")
+            envelopes.append(
+                {
+                    "version": PROTOCOL_VERSION,
+                    "message_id": new_message_id(),
+                    "ts": rfc3339_now(),
+                    **fields,
+                    "sender": _party(sender),
+                    "recipient": _party(fields["recipient"]),
+                }
+            )
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    if not envelopes:
+        parser.error("no envelopes: the file has no lines")
+    return envelopes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if (args.command == "echo" or args.command in INBOX_COMMANDS) and not args.key:
+    if (args.command in ("echo", "batch") or args.command in INBOX_COMMANDS) and not args.key:
         parser.error("an API key is required: --key or BRIKK_API_KEY")
     if args.command == "echo":
         try:
@@ -977,6 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--payload is not JSON: {exc}")
         if not isinstance(payload, dict):
             parser.error("--payload must be a JSON object")
+    if args.command == "batch":
+        envelopes = _batch_envelopes(parser, args)
     policy = RetryPolicy(max_attempts=max(1, args.attempts))
     client = BrikkClient(
         args.url,
@@ -1004,6 +1075,10 @@ def main(argv: list[str] | None = None) -> int:
                 document = response.body
                 if args.wait and response.status_code == 202:
                     document = client.wait_for_message(message_id_of(response))
+            elif args.command == "batch":
+                document = client.send_batch(envelopes)
+                _print_json(document)
+                return EXIT_OK if not document["refused"] else EXIT_API_ERROR
             elif args.command == "receive":
                 messages = client.receive(args.max_messages, args.wait_seconds, args.lease_seconds)
                 document = {"messages": messages}

@@ -21,6 +21,7 @@ from uuid6 import uuid7
 from agents.models import Agent
 from audit.actions import AuditAction
 from audit.services import announce, record
+from brikk.lib import bulk
 from brikk.lib.context import current
 from coordination import echo_statement, idempotency, tasks, wakeup
 from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
@@ -59,14 +60,16 @@ def validate_envelope(data) -> dict:
     return serializer.validated_data
 
 
-def authorize(caller: Caller, envelope: dict) -> tuple[uuid.UUID, uuid.UUID]:
+def authorize(caller: Caller, envelope: dict, *, active: set | None = None) -> tuple[uuid.UUID, uuid.UUID]:
     """The sender must be the calling agent (or, for a user, an agent of the user's organization);
     the recipient an active agent of the same organization. Returns (sender id, recipient id).
 
     Both are checked against the database in one lean query, the sender too: a user may send as any agent
-    of the organization, and the sender's status must hold inside the echo's own transaction."""
+    of the organization, and the sender's status must hold inside the echo's own transaction. ``active``:
+    those ids, already read (the batch send reads them for all its envelopes in one query)."""
     sender_id, recipient_id = check_parties(caller, envelope)
-    active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
+    if active is None:
+        active = Agent.objects.authenticating_ids(caller.organization_id, {sender_id, recipient_id})
     if sender_id not in active:
         raise Forbidden(
             "The sender must be an active agent of your organization.",
@@ -200,7 +203,8 @@ def replied_message(organization_id, sender, recipient, reply_to) -> Subquery | 
 def _new_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
     if "in_reply_to_id" not in fields:
         fields["in_reply_to_id"] = replied_message(caller.organization_id, sender, recipient, envelope.get("reply_to"))
-    return MessageLog(
+    return bulk.instance(
+        MessageLog,
         id=uuid7(),
         organization_id=caller.organization_id,
         message_id=envelope["message_id"],
@@ -229,8 +233,9 @@ def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
         idempotency.complete(operation, status=status, body=body, message=message)
 
 
-def _delivered_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
-    """The delivered message, its answer (``response_body``) included, not yet saved."""
+def delivered_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
+    """The delivered message, its answer (``response_body``) included, not yet saved. The batch send builds its
+    messages with it too (coordination/batch.py)."""
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1, **fields,
@@ -252,7 +257,7 @@ def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutco
         sender, recipient = check_parties(caller, envelope)
     except (serializers.ValidationError, Forbidden):
         return None  # refused after the replay check, in the transaction
-    message = _delivered_message(caller, data, envelope, sender, recipient, operation, received_at, in_reply_to_id=None)
+    message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at, in_reply_to_id=None)
     message.created_at = message.updated_at = timezone.now()  # what auto_now(_add) set on save
     record = idempotency.completed_record(operation, status=200, body=message.response_body) if operation else None
     audit = message_audit_entry(AuditAction.ECHO_DELIVERED, message)
@@ -273,7 +278,7 @@ def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutco
 
 
 def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
-    message = _delivered_message(caller, data, envelope, sender, recipient, operation, received_at)
+    message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at)
     body = message.response_body
     _store(message, operation, status=200, body=body)
     wakeup.announce(recipient)

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from brikk.lib import bulk
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from coordination.models import IdempotencyRecord
 
@@ -95,14 +96,15 @@ def complete(operation: Operation, *, status: int, body: dict, message) -> None:
 def completed_record(operation: Operation, *, status: int, body: dict, message=None) -> IdempotencyRecord:
     """The record of the answer, unsaved (``complete`` saves it; the echo's one statement inserts it)."""
     now = timezone.now()
-    return IdempotencyRecord(
+    return bulk.instance(
+        IdempotencyRecord,
         organization_id=operation.organization_id,
         scope=operation.scope,
         key=operation.key,
         request_hash=operation.digest,
         response_status=status,
         response_body=body,
-        message=message,
+        message_id=message.pk if message is not None else None,
         created_at=now,
         expires_at=now + timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS),
     )

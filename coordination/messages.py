@@ -100,6 +100,11 @@ def message_audit_entry(action: str, message: MessageLog, *, outcome: str = "suc
     return prepare(action, **_message_audit(message, outcome, details))
 
 
+def audit_event(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None) -> dict:
+    """The keyword arguments of a message's audit row, for audit.services.record_many (the batch send)."""
+    return {"action": action, **_message_audit(message, outcome, details)}
+
+
 def _message_audit(message: MessageLog, outcome: str, details: dict | None) -> dict:
     return {
         "outcome": outcome,

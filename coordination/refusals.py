@@ -24,9 +24,36 @@ def keep_refused(
     """The MessageLog row (status rejected) and audit row of a refused echo, in one transaction."""
     refs = {field: agent_ref(data, field) for field in ("sender", "recipient")} if isinstance(data, dict) else {}
     wanted = [ref for ref in refs.values() if ref is not None]
-    known = {}
+    known = set()
     if wanted:
-        known = {a.pk: a for a in Agent.objects.filter(organization_id=caller.organization_id, pk__in=wanted)}
+        known = set(
+            Agent.objects.filter(organization_id=caller.organization_id, pk__in=wanted).values_list("pk", flat=True)
+        )
+    message, details = refused_message(
+        caller,
+        data,
+        status=status,
+        body=body,
+        idempotency_key=idempotency_key,
+        received_at=received_at,
+        known_agents=known,
+    )
+    with transaction.atomic():
+        message.save(force_insert=True)
+        audit_message(action, message, outcome=refusal_outcome(status), details=details)
+    return message
+
+
+def refusal_outcome(status: int) -> str:
+    return "denied" if status in (403, 429) else "failure"
+
+
+def refused_message(
+    caller: Caller, data, *, status: int, body: dict, idempotency_key: str | None, received_at, known_agents: set
+) -> tuple[MessageLog, dict]:
+    """The rejected row of a refused envelope (not saved) and its audit row's details. ``known_agents``: the ids
+    of the organization's agents among those it names (sender and recipient are linked only to those)."""
+    refs = {field: agent_ref(data, field) for field in ("sender", "recipient")} if isinstance(data, dict) else {}
     message_id = message_uuid(data)
     kind = data.get("type") if isinstance(data, dict) else None
     request_body, request_escaped = storable(data)
@@ -36,12 +63,13 @@ def keep_refused(
     escaped = request_escaped or response_escaped or key_escaped or error_escaped
     if escaped:
         error += ESCAPED_NOTE
+    sender, recipient = refs.get("sender"), refs.get("recipient")
     message = MessageLog(
         id=uuid7(),
         organization_id=caller.organization_id,
         message_id=message_id,
-        sender=known.get(refs.get("sender")),
-        recipient=known.get(refs.get("recipient")),
+        sender_id=sender if sender in known_agents else None,
+        recipient_id=recipient if recipient in known_agents else None,
         type=kind if kind in MessageLog.Type.values else MessageLog.Type.MESSAGE,
         status=MessageLog.Status.REJECTED,
         auth_method=caller.auth_method,
@@ -55,11 +83,7 @@ def keep_refused(
         **caller.actor,
     )
     message.mark_responded()
-    outcome = "denied" if status in (403, 429) else "failure"
-    with transaction.atomic():
-        message.save(force_insert=True)
-        details = {"code": body.get("code")}
-        if escaped:
-            details["escaped"] = True
-        audit_message(action, message, outcome=outcome, details=details)
-    return message
+    details = {"code": body.get("code")}
+    if escaped:
+        details["escaped"] = True
+    return message, details

@@ -4,6 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from coordination.serializers import (
+    BatchResponseSerializer,
+    BatchSendSerializer,
     DeadLetterSerializer,
     EchoResponseSerializer,
     EnvelopeSerializer,
@@ -59,18 +61,22 @@ COMMON_ERRORS = {
     ),
 }
 
+SIGNED_REQUEST_HEADERS = [
+    _header("X-Brikk-Key", "The agent's API key (or Authorization: Bearer brk_..., or X-API-Key)."),
+    _header("X-Brikk-Timestamp", "RFC 3339 UTC with Z, or Unix seconds; within ±BRIKK_HMAC_WINDOW_SECONDS."),
+    _header(
+        "X-Brikk-Signature",
+        "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>, PATH being the path plus '?' and"
+        " the raw query string when there is a query; several values allowed. Required when"
+        " BRIKK_HMAC_REQUIRED=true, on every agent request of every endpoint.",
+    ),
+]
+
 ECHO = {
     "summary": "Send an echo (Brikk envelope v1.0)",
     "request": EnvelopeSerializer,
     "parameters": [
-        _header("X-Brikk-Key", "The agent's API key (or Authorization: Bearer brk_..., or X-API-Key)."),
-        _header("X-Brikk-Timestamp", "RFC 3339 UTC with Z, or Unix seconds; within ±BRIKK_HMAC_WINDOW_SECONDS."),
-        _header(
-            "X-Brikk-Signature",
-            "v1=<hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)>, PATH being the path plus '?' and"
-            " the raw query string when there is a query; several values allowed. Required when"
-            " BRIKK_HMAC_REQUIRED=true, on every agent request of every endpoint.",
-        ),
+        *SIGNED_REQUEST_HEADERS,
         _header(
             "Idempotency-Key",
             "One operation per sender for 24 h; defaults to the envelope's message_id. 1 to 255 printable "
@@ -101,6 +107,52 @@ ECHO = {
         429: _error(
             "rate_limited: over the caller's or the organization's limit, or too many failed API key checks; "
             "see Retry-After."
+        ),
+        503: _error(
+            "service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false, or the database "
+            "unavailable; see Retry-After."
+        ),
+    },
+    "tags": ["coordination"],
+}
+
+BATCH = {
+    "summary": "Send up to 100 envelopes at once, each answered on its own",
+    "description": (
+        "Each envelope is exactly the echo's and meets the echo's rules on its own (idempotency by its "
+        "message_id, validation, authorization). The ones accepted are delivered as a synchronous echo delivers, "
+        "committed together in one transaction with their idempotency records and audit rows before the answer; "
+        "a refused one changes nothing and its result carries the error the echo would give (validation_error, "
+        "forbidden, idempotency_key_reused, message_id_reused). A message_id sent before with the same content "
+        "(or earlier in the same batch) is `replayed` with its original id. The batch counts one per envelope "
+        "in the rate limits, all or nothing. Synchronous only: Prefer: respond-async is ignored."
+    ),
+    "request": BatchSendSerializer,
+    "parameters": [
+        *SIGNED_REQUEST_HEADERS,
+        _header("X-Request-ID", "Correlation id; echoed back and in every error's request_id."),
+        *RATE_LIMIT_HEADERS,
+        _header("Retry-After", "Seconds to wait (429, 503).", response=[429, 503]),
+    ],
+    "responses": {
+        200: OpenApiResponse(
+            BatchResponseSerializer, description="A result per envelope, in order: delivered, replayed or refused."
+        ),
+        400: _error("protocol_error: the body is not valid JSON (or empty)."),
+        **COMMON_ERRORS,
+        409: _error(
+            "idempotency_in_progress: another request kept sending the same message_ids while this batch ran; "
+            "nothing of it was stored, retry shortly."
+        ),
+        413: _error("payload_too_large: the body exceeds BRIKK_MAX_BODY_BYTES."),
+        415: _error("unsupported_media_type: only application/json."),
+        422: _error(
+            'validation_error: the body is not {"messages": [1 to 100 envelopes]} (details.messages), or an '
+            "Idempotency-Key header was sent (each envelope's message_id is its key). Nothing is stored."
+        ),
+        429: _error(
+            "rate_limited: the batch's envelopes do not all fit in the caller's or the organization's window "
+            "(each counts one; nothing is counted or stored), or too many failed API key checks; see Retry-After."
         ),
         503: _error(
             "service_unavailable: rate limiting unavailable with BRIKK_RATE_LIMIT_FAIL_OPEN=false, or the database "

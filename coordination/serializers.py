@@ -243,6 +243,40 @@ class EchoResponseSerializer(serializers.Serializer):
     delivery = DeliverySerializer(help_text="Its place in the recipient's inbox (state null until deliverable).")
 
 
+class BatchSendSerializer(serializers.Serializer):
+    """A batch send: the envelopes, each exactly the echo's."""
+
+    messages = serializers.ListField(
+        child=EnvelopeSerializer(), min_length=1, max_length=100, help_text="1 to 100 envelopes."
+    )
+
+
+class BatchItemErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="The error code the echo would answer for this envelope alone.")
+    message = serializers.CharField()
+    details = serializers.JSONField(allow_null=True)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    """What became of one envelope of the batch."""
+
+    index = serializers.IntegerField(help_text="The envelope's place in messages, from 0.")
+    message_id = serializers.CharField(allow_null=True, help_text="The envelope's message_id as sent.")
+    status = serializers.ChoiceField(choices=["delivered", "replayed", "refused"])
+    id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="Server message id (delivered; replayed: the first answer's)."
+    )
+    delivery = DeliverySerializer(required=False, help_text="Delivered only: its place in the recipient's inbox.")
+    error = BatchItemErrorSerializer(required=False, help_text="Refused only: why; nothing of it was delivered.")
+
+
+class BatchResponseSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True, help_text="One per envelope, in request order.")
+    delivered = serializers.IntegerField()
+    replayed = serializers.IntegerField()
+    refused = serializers.IntegerField()
+
+
 # The ids a stored message is shown with, as plain UUIDs (not nested objects). No docstring: drf-spectacular
 # would make it the description of every subclass.
 class MessageRefsSerializer(serializers.ModelSerializer):

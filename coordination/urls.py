@@ -6,6 +6,7 @@ from coordination import inbox_views, push_views, views
 urlpatterns = [
     path("coordination", views.EchoView.as_view(), name="coordination-echo"),
     path("coordination/", views.EchoSlashView.as_view()),
+    path("coordination/batch", views.BatchView.as_view(), name="coordination-batch"),
     path("coordination/health", views.HealthView.as_view(), name="coordination-health"),
     path("coordination/messages", views.MessageListView.as_view(), name="coordination-message-list"),
     path("coordination/messages/<uuid:pk>", views.MessageDetailView.as_view(), name="coordination-message-detail"),

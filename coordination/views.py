@@ -5,6 +5,7 @@ from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,7 +13,7 @@ from agents.authentication import auth_method
 from agents.permissions import InOrganization, MaySendAsAgent
 from agents.scoping import OrganizationScopedMixin
 from brikk.lib import parsers
-from coordination import echo, idempotency, refusals, schema, throttling
+from coordination import batch, echo, idempotency, refusals, schema, throttling
 from coordination.filters import MessageLogFilter
 from coordination.messages import Caller
 from coordination.models import MessageLog
@@ -91,6 +92,26 @@ class EchoSlashView(EchoView):
     @extend_schema(exclude=True)
     def post(self, request):
         return super().post(request)
+
+
+class BatchView(EchoView):
+    """POST /api/v1/coordination/batch — up to 100 envelopes, each answered on its own (coordination/batch.py),
+    through the echo's layers: guards, authentication incl. HMAC, the rate limits counting one per envelope."""
+
+    throttle_classes = [throttling.BatchRateLimitThrottle]
+
+    @extend_schema(**schema.BATCH)
+    def post(self, request):
+        if request.headers.get(idempotency.HEADER) is not None:
+            raise ValidationError({idempotency.HEADER: [batch.NO_IDEMPOTENCY_KEY]})
+        body = batch.submit_batch(caller_of(request), request.data, received_at=request.brikk_received_at)
+        return Response(body)
+
+    def record_refused(self, request, response, action) -> None:
+        """The batch refused as a whole after authentication: one audit row (coordination/batch.py)."""
+        batch.keep_refused_batch(
+            caller_of(request), request.data, status=response.status_code, body=response.data, action=action
+        )
 
 
 def _message_id(data) -> str | None:

@@ -401,7 +401,7 @@ def test_receipts_are_taken_from_messages_and_sent_in_batches_of_100():
     assert receipts_of({"receipt": "a:b"}) == ["a:b"]
 
 
-@pytest.mark.parametrize("command", [["receive"], ["ack", "r"], ["nack", "r"], ["stats"], ["listen"]])
+@pytest.mark.parametrize("command", [["receive"], ["ack", "r"], ["nack", "r"], ["stats"], ["listen"], ["batch", "-"]])
 def test_cli_inbox_commands_need_a_key(command, monkeypatch, capsys):
     monkeypatch.delenv("BRIKK_API_KEY", raising=False)
     with pytest.raises(SystemExit) as caught:
@@ -494,3 +494,76 @@ def test_cli_runs_as_a_module_without_django(tmp_path):
     assert unreachable.returncode == 3
     assert "ConnectError" in unreachable.stderr
     assert API_KEY not in unreachable.stderr
+
+
+# --- batch send -------------------------------------------------------------------------------
+
+
+def _batch_answer(request_body: dict) -> dict:
+    results = [
+        {"index": index, "message_id": envelope["message_id"], "status": "delivered", "id": str(uuid.uuid4())}
+        for index, envelope in enumerate(request_body["messages"])
+    ]
+    return {"results": results, "delivered": len(results), "replayed": 0, "refused": 0}
+
+
+def test_send_batch_sends_a_hundred_per_signed_request_and_merges_the_answers():
+    envelopes = [build_envelope(SENDER, RECIPIENT, {"n": n}) for n in range(150)]
+    first = _batch_answer({"messages": envelopes[:100]})
+    second = _batch_answer({"messages": envelopes[100:]})
+    second["results"][0] = {**second["results"][0], "status": "refused", "error": {"code": "validation_error"}}
+    second.update(delivered=49, refused=1)
+    with ScriptedServer([Answer(200, first), Answer(200, second)]) as server, make_client(server.url) as client:
+        merged = client.send_batch(envelopes)
+    assert [len(json.loads(request.body)["messages"]) for request in server.received] == [100, 50]
+    assert all(
+        request.path == "/api/v1/coordination/batch" and signature_is_valid(request) for request in server.received
+    )
+    assert "Idempotency-Key" not in server.received[0].headers  # each envelope's message_id is its key
+    assert json.loads(server.received[1].body)["messages"][0] == envelopes[100]
+    assert [result["index"] for result in merged["results"]] == list(range(150))
+    assert (merged["delivered"], merged["replayed"], merged["refused"]) == (149, 0, 1)
+    assert merged["results"][100]["status"] == "refused"
+
+
+def test_cli_batch_completes_json_lines_and_exits_1_when_one_is_refused(tmp_path, monkeypatch, capsys):
+    lines = tmp_path / "envelopes.jsonl"
+    lines.write_text(
+        json.dumps({"recipient": RECIPIENT, "payload": {"n": 1}})
+        + "\n\n"
+        + json.dumps({"recipient": {"agent_id": RECIPIENT}, "payload": {}, "type": "event", "ttl_ms": 5000})
+        + "\n"
+    )
+    answer = {
+        "results": [
+            {"index": 0, "message_id": "m", "status": "delivered", "id": "x"},
+            {"index": 1, "message_id": "n", "status": "refused", "error": {"code": "forbidden"}},
+        ],
+        "delivered": 1,
+        "replayed": 0,
+        "refused": 1,
+    }
+    with ScriptedServer(default=Answer(200, answer)) as server:
+        code = main(["--url", server.url, "--key", API_KEY, "--signing-secret", SECRET, "batch", str(lines)]
+                    + ["--sender", SENDER])  # fmt: skip
+    assert code == 1
+    assert json.loads(capsys.readouterr().out) == answer
+    [request] = server.received
+    sent = json.loads(request.body)["messages"]
+    assert [envelope["sender"] for envelope in sent] == [{"agent_id": SENDER}] * 2
+    assert sent[1]["recipient"] == {"agent_id": RECIPIENT} and sent[1]["type"] == "event" and sent[1]["ttl_ms"] == 5000
+    assert all(uuid.UUID(envelope["message_id"]).version == 7 and envelope["ts"].endswith("Z") for envelope in sent)
+    assert signature_is_valid(request)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("not json\n", "line 1 is not JSON"), ('{"payload": {}}\n', "recipient and payload"), ("\n", "no envelopes")],
+)
+def test_cli_batch_refuses_bad_lines(tmp_path, capsys, content, message):
+    lines = tmp_path / "envelopes.jsonl"
+    lines.write_text(content)
+    with pytest.raises(SystemExit) as caught:
+        main(["--key", API_KEY, "batch", str(lines), "--sender", SENDER])
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err

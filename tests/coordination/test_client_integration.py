@@ -171,3 +171,33 @@ def test_the_readmes_idempotency_example_is_answered_once(live_server, pair, mon
     assert answers[0] == answers[1]
     assert MessageLog.objects.count() == 1
     assert re.fullmatch(r"order-\d+", MessageLog.objects.get().idempotency_key)
+
+
+def test_send_batch_against_the_server(brikk, pair, settings):
+    settings.BRIKK_HMAC_REQUIRED = True
+    sender, recipient = pair
+    envelopes = [build_envelope(str(sender.agent.pk), str(recipient.agent.pk), {"n": n}) for n in range(120)]
+    envelopes[5] = {**envelopes[5], "ttl_ms": 0}
+    answer = brikk.send_batch(envelopes)
+    assert (answer["delivered"], answer["replayed"], answer["refused"]) == (119, 0, 1)
+    assert answer["results"][5]["error"]["code"] == "validation_error"
+    assert MessageLog.objects.filter(status="delivered").count() == 119
+    # Sent again (a retry of the whole list): nothing is delivered twice.
+    again = brikk.send_batch(envelopes)
+    assert (again["delivered"], again["replayed"], again["refused"]) == (0, 119, 1)
+    assert [result.get("id") for result in again["results"]] == [result.get("id") for result in answer["results"]]
+    assert MessageLog.objects.filter(status="delivered").count() == 119
+
+
+def test_cli_batch_against_the_server(live_server, pair, monkeypatch, capsys, tmp_path):
+    sender, recipient = pair
+    monkeypatch.setenv("BRIKK_API_KEY", sender.key.plaintext)
+    monkeypatch.setenv("BRIKK_SIGNING_SECRET", sender.signing_secret)
+    lines = tmp_path / "envelopes.jsonl"
+    lines.write_text(
+        "".join(json.dumps({"recipient": str(recipient.agent.pk), "payload": {"n": n}}) + "\n" for n in range(3))
+    )
+    code = main(["--url", live_server.url, "batch", str(lines), "--sender", str(sender.agent.pk)])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["delivered"] == 3
+    assert MessageLog.objects.filter(status="delivered", sender=sender.agent).count() == 3

@@ -111,7 +111,7 @@ def test_every_operation_documents_the_errors_of_the_shared_layers(schema):
         for method, operation in item.items()
         if method in ("get", "post", "put", "patch", "delete")
     }
-    assert len(operations) == 33  # 22 before push endpoints (issue 11): 9 of them, resend and attempts
+    assert len(operations) == 34  # 22 before push endpoints (issue 11): 9 of them, resend and attempts; batch
     for (method, path), operation in operations.items():
         responses = operation["responses"]
         expected = {"406", "422", "503"}
@@ -168,3 +168,21 @@ def test_push_endpoint_operations_document_their_errors_and_show_the_secret_only
     assert {"endpoint_id", "status_code", "latency_ms", "error", "response_excerpt"} <= set(
         schema["components"]["schemas"][item]["properties"]
     )
+
+
+def test_the_batch_send_documents_its_bodies_and_errors(schema):
+    batch = schema["paths"]["/api/v1/coordination/batch"]["post"]
+    request = batch["requestBody"]["content"]["application/json"]["schema"]
+    assert request == {"$ref": "#/components/schemas/BatchSendRequest"}
+    messages = schema["components"]["schemas"]["BatchSendRequest"]["properties"]["messages"]
+    assert (messages["minItems"], messages["maxItems"]) == (1, 100)
+    assert messages["items"] == {"$ref": "#/components/schemas/EnvelopeRequest"}
+    answer = batch["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/BatchResponse"}
+    result = schema["components"]["schemas"]["BatchResult"]["properties"]
+    assert set(result) == {"index", "message_id", "status", "id", "delivery", "error"}
+    assert {"400", "401", "403", "409", "413", "415", "422", "429", "503"} <= set(batch["responses"])
+    assert "each counts one" in batch["responses"]["429"]["description"]
+    assert "X-Brikk-Signature" in {parameter["name"] for parameter in batch["parameters"]}
+    assert "X-RateLimit-Remaining" in batch["responses"]["200"]["headers"]
+    assert "Retry-After" in batch["responses"]["429"]["headers"]

@@ -1,0 +1,180 @@
+"""What a batch send costs per message: in-process CPU of the full signed batch against the bare view and the echo.
+
+The same method as bench/echo_profile.py (Django's WSGI handler driven directly in one thread, on the same
+PostgreSQL and Redis as the benchmark, the thread's own CPU by ``time.thread_time``): the figure that decides
+whether messages/s through the batch can reach a bare view's requests/s on the same cores.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/batch_profile.py
+    .venv/bin/python bench/batch_profile.py --size 100 --batches 50 --step coordination.batch._store
+    .venv/bin/python bench/batch_profile.py --cprofile .bench/batch.pstats
+
+Each batch is ``--size`` new envelopes (unique message_ids), every one answered ``delivered`` (checked).
+Logging stays at production INFO (JSON) and goes to .bench/profile.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import echo_profile  # noqa: E402 - needs the repository on sys.path first
+from bench.harness import (  # noqa: E402
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    EchoSender,
+    migrate_and_seed,
+    server_environment,
+)
+from coordination.client import COORDINATION_PATH, BrikkClient, build_envelope, encode_body  # noqa: E402
+
+BATCH_PATH = f"{COORDINATION_PATH}/batch"
+
+DEFAULT_STEPS = (
+    "coordination.views.EchoView.initial",
+    "agents.authentication.APIKeyAuthentication.authenticate",
+    "coordination.throttling.RateLimitThrottle.allow_request",
+    "coordination.views.BatchView.post",
+    "coordination.batch._send",
+    "coordination.batch._stored_records",
+    "coordination.batch._agents",
+    "coordination.batch._Batch.decide",
+    "coordination.idempotency.request_hash",
+    "coordination.echo.validate_envelope",
+    "coordination.echo.delivered_message",
+    "coordination.messages.echo_body",
+    "coordination.batch._store",
+    "coordination.refusals.refused_message",
+    "audit.services.record_many",
+    "django.db.models.query.QuerySet.bulk_create",
+    "django.db.transaction.Atomic.__exit__",
+    "coordination.batch.Item.result",
+    "coordination.views.EchoView.finalize_response",
+)
+
+
+class BatchSender:
+    """A batch of new envelopes per request, signed with the client's own code."""
+
+    def __init__(self, credentials: dict, size: int):
+        self.sender_id, self.recipient_id, self.size = credentials["sender_id"], credentials["recipient_id"], size
+        self.signer = BrikkClient(
+            "http://127.0.0.1", api_key=credentials["api_key"], signing_secret=credentials["signing_secret"]
+        )
+
+    def prepare(self) -> tuple[bytes, dict]:
+        envelopes = [
+            build_envelope(self.sender_id, self.recipient_id, {"bench": True, "n": n}) for n in range(self.size)
+        ]
+        body = encode_body({"messages": envelopes})
+        return body, self.signer.request_headers("POST", BATCH_PATH, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=100, help="envelopes per batch (1-100)")
+    parser.add_argument("--batches", type=int, default=40, help="measured batches")
+    parser.add_argument("--requests", type=int, default=300, help="measured bare requests and echoes")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--step", action="append", default=[], help="dotted function to time (repeatable)")
+    parser.add_argument("--no-default-steps", action="store_true", help="time only the --step functions")
+    parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the batch loop")
+    args = parser.parse_args(argv)
+
+    env = server_environment(args)
+    credentials = migrate_and_seed(env)
+    os.environ.update(env)
+
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    echo_profile.LOG_FILE.parent.mkdir(exist_ok=True)
+    log_stream = echo_profile.LOG_FILE.open("w")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log_stream)
+
+    application = WSGIHandler()
+    echo, batch = EchoSender(credentials), BatchSender(credentials, args.size)
+    call, environ = echo_profile.call, echo_profile.wsgi_environ
+
+    def bare():
+        status, body = call(application, environ("GET", "/healthz", b"", {"Accept": "application/json"}))
+        assert status.startswith("200"), (status, body)
+
+    def signed_echo():
+        body, headers = echo.prepare()
+        status, answer = call(application, environ("POST", COORDINATION_PATH, body, headers))
+        assert status.startswith("200"), (status, answer[:300])
+
+    def signed_batch():
+        body, headers = batch.prepare()
+        status, answer = call(application, environ("POST", BATCH_PATH, body, headers))
+        assert status.startswith("200"), (status, answer[:300])
+        assert json.loads(answer)["delivered"] == args.size, answer[:300]
+
+    def measure(send, count: int, prepare=None) -> float:
+        """CPU ms per call of ``send``, the client's building and signing excluded."""
+        cpu = 0.0
+        for _ in range(count):
+            started = time.thread_time()
+            send()
+            cpu += time.thread_time() - started
+        return 1000 * cpu / count
+
+    def client_cost(prepare, count: int) -> float:
+        started = time.thread_time()
+        for _ in range(count):
+            prepare()
+        return 1000 * (time.thread_time() - started) / count
+
+    for _ in range(args.warmup):
+        bare()
+        signed_echo()
+        signed_batch()
+    bare_ms = measure(bare, args.requests)
+    echo_ms = measure(signed_echo, args.requests) - client_cost(echo.prepare, args.requests)
+    batch_ms = measure(signed_batch, args.batches) - client_cost(batch.prepare, args.batches)
+    per_message = batch_ms / args.size
+    print("CPU (thread time, single thread, in-process WSGI; the client's building and signing subtracted):")
+    print(f"  bare GET /healthz              {bare_ms:7.3f} ms per request")
+    print(f"  signed echo                    {echo_ms:7.3f} ms per message  ({echo_ms / bare_ms:.1f}x bare)")
+    print(f"  signed batch of {args.size:<3}            {batch_ms:7.3f} ms per batch")
+    print(f"                                 {per_message:7.3f} ms per message ({per_message / bare_ms:.2f}x bare)")
+
+    steps = ([] if args.no_default_steps else list(DEFAULT_STEPS)) + args.step
+    if steps:
+        for dotted in steps:
+            echo_profile.instrument(dotted)
+        echo_profile.STEP_TIMES.clear()
+        timed_ms = measure(signed_batch, args.batches)
+        print(f"\nsteps, inclusive CPU ms per batch (timed run: {timed_ms:.3f} ms per batch incl. timer overhead):")
+        for dotted in steps:
+            print(f"  {1000 * echo_profile.STEP_TIMES[dotted] / args.batches:7.3f}  {dotted}")
+
+    if args.cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        measure(signed_batch, args.batches)
+        profiler.disable()
+        args.cprofile.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(args.cprofile)
+        print(f"\ncProfile stats: {args.cprofile} (python -m pstats {args.cprofile})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
