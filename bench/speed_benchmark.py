@@ -821,7 +821,7 @@ def aims(phases: list[Phase], reference_rps: float) -> list[str]:
         largest = max(workers, key=lambda memory: memory["rss"])
         verdict = "meets" if largest["rss"] < AIM_RSS_MIB else "BELOW"
         lines.append(
-            f"largest Brikk worker: {largest['rss']:.0f} MiB resident, {largest['private']:.0f} MiB of it its own "
+            f"largest Brikk worker: {largest['rss']:.1f} MiB resident, {largest['private']:.1f} MiB of it its own "
             f"(aim < {AIM_RSS_MIB:.0f} MiB resident): {verdict} the aim"
         )
     return lines
