@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -38,7 +39,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-import httpx
+import aiohttp
+import certifi
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Q
@@ -215,9 +217,6 @@ def settle(delivery: Delivery, result: Result, *, now: datetime | None = None) -
     return result.outcome
 
 
-ATTEMPT_FIELDS = ("status_code", "latency_ms", "error", "response_excerpt", "outcome", "ended_at")
-
-
 def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None = None) -> None:
     """Many 2xx answers settled together, in one transaction of a fixed number of statements whatever their
     number (the dispatcher groups the answers that arrive while the previous group is written): each attempt
@@ -229,17 +228,7 @@ def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None =
     by_token = {delivery.lease.token: (delivery, result) for delivery, result in pairs}
     ids = [delivery.lease.id for delivery, _ in pairs]
     with transaction.atomic():
-        attempts = list(
-            DeliveryAttempt.objects.filter(
-                message_id__in=ids, token__in=list(by_token), kind=DeliveryAttempt.Kind.PUSH, outcome=""
-            )
-        )
-        for attempt in attempts:
-            result = by_token[attempt.token][1]
-            attempt.status_code, attempt.latency_ms = result.status_code, result.latency_ms
-            attempt.error, attempt.response_excerpt = result.error[:ERROR_CHARS], result.excerpt
-            attempt.outcome, attempt.ended_at = DeliveryAttempt.Outcome.ACKED, now
-        DeliveryAttempt.objects.bulk_update(attempts, ATTEMPT_FIELDS)
+        _record_acked_attempts(pairs, now)
         # Receipts are random and never reused, so (id in ids, receipt in tokens) holds exactly the pairs leased.
         held = MessageLog.objects.filter(
             pk__in=ids, receipt__in=list(by_token), delivery_state=MessageLog.Delivery.LEASED
@@ -261,6 +250,52 @@ def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None =
     for _, result in pairs:
         if result.latency_ms is not None:
             metrics.PUSH_LATENCY.observe(result.latency_ms / 1000)
+
+
+def _record_acked_attempts(pairs: list[tuple[Delivery, Result]], now: datetime) -> None:
+    """Each answer into its attempt row: one parameterised UPDATE sent for every row at once (``executemany``,
+    which psycopg pipelines into one round trip). Django's ``bulk_update`` builds a CASE per field and row, and
+    cost more CPU than everything else the dispatcher does (yappi, 2,000 pushes). The model describes the table:
+    only its quoted names are interpolated, every value is a parameter."""
+    quote, meta = connection.ops.quote_name, DeliveryAttempt._meta
+    column = {name: quote(meta.get_field(name).column) for name in _ATTEMPT_COLUMNS}
+    sql = f"""
+        UPDATE {quote(meta.db_table)} SET {column["status_code"]} = %s, {column["latency_ms"]} = %s,
+            {column["error"]} = %s, {column["response_excerpt"]} = %s, {column["outcome"]} = %s,
+            {column["ended_at"]} = %s
+        WHERE {column["message"]} = %s AND {column["token"]} = %s AND {column["kind"]} = %s AND {column["outcome"]} = ''
+    """  # noqa: S608 - only quoted names are interpolated
+    ended_at = connection.ops.adapt_datetimefield_value(now)
+    message_id = MessageLog._meta.pk
+    rows = [
+        (
+            result.status_code,
+            result.latency_ms,
+            result.error[:ERROR_CHARS],
+            result.excerpt,
+            DeliveryAttempt.Outcome.ACKED.value,
+            ended_at,
+            message_id.get_db_prep_value(delivery.lease.id, connection),
+            delivery.lease.token,
+            DeliveryAttempt.Kind.PUSH.value,
+        )
+        for delivery, result in pairs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+_ATTEMPT_COLUMNS = (
+    "status_code",
+    "latency_ms",
+    "error",
+    "response_excerpt",
+    "outcome",
+    "ended_at",
+    "message",
+    "token",
+    "kind",
+)
 
 
 def _requeue(held, now: datetime, available_at: datetime) -> None:
@@ -371,13 +406,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class Clients:
-    """Keep-alive connection pools, one per (endpoint, address): never shared between names, so a TLS
-    connection is only reused for the name it was verified for. The least recently used are closed beyond
-    ``capacity``."""
+    """Keep-alive connection pools (aiohttp sessions), one per (endpoint, address, TLS name): never shared between
+    names, so a TLS connection is only reused for the name it was verified for; at most
+    BRIKK_PUSH_CONCURRENCY_PER_ENDPOINT connections each. The least recently used are closed beyond ``capacity``.
+
+    aiohttp rather than httpx here: on this 2-core machine httpx's asynchronous client cost 2.2-2.6 ms of CPU per
+    request against 0.23-0.27 ms for aiohttp (the same receiver, 8 in flight, 2,000 requests), and the dispatcher
+    is CPU-bound on it."""
 
     def __init__(self, capacity: int = 1000):
         self.capacity = capacity
-        self._clients: OrderedDict[tuple, httpx.AsyncClient] = OrderedDict()
+        self._sessions: OrderedDict[tuple, aiohttp.ClientSession] = OrderedDict()
         self._targets: dict[tuple, tuple[float, Target]] = {}
 
     async def target(self, url: str) -> Target:
@@ -393,37 +432,37 @@ class Clients:
         self._targets[key] = (time.monotonic() + TARGET_TTL_SECONDS, target)
         return target
 
-    def get(self, endpoint_id, address: str) -> httpx.AsyncClient:
-        key = (str(endpoint_id), address)
-        client = self._clients.pop(key, None)
-        if client is None:
-            per_endpoint = settings.BRIKK_PUSH_CONCURRENCY_PER_ENDPOINT
-            client = httpx.AsyncClient(
-                verify=_tls_context(),
-                follow_redirects=False,
-                trust_env=False,  # no proxy from the environment: the connection goes to the checked address
-                limits=httpx.Limits(
-                    max_connections=per_endpoint, max_keepalive_connections=per_endpoint, keepalive_expiry=30
-                ),
-                timeout=httpx.Timeout(settings.BRIKK_PUSH_TIMEOUT_SECONDS),
+    def get(self, endpoint_id, target: Target) -> aiohttp.ClientSession:
+        key = (str(endpoint_id), target.address, target.sni_hostname)
+        session = self._sessions.pop(key, None)
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=settings.BRIKK_PUSH_CONCURRENCY_PER_ENDPOINT, ssl=_tls_context(), keepalive_timeout=30
             )
-        self._clients[key] = client
-        while len(self._clients) > self.capacity:
-            _, oldest = self._clients.popitem(last=False)
-            asyncio.get_running_loop().create_task(oldest.aclose())
-        return client
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),  # send() bounds each attempt itself
+                trust_env=False,  # no proxy from the environment: the connection goes to the checked address
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+                auto_decompress=False,  # the excerpt is the answer's first bytes as sent
+            )
+        self._sessions[key] = session
+        while len(self._sessions) > self.capacity:
+            _, oldest = self._sessions.popitem(last=False)
+            asyncio.get_running_loop().create_task(oldest.close())
+        return session
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), OrderedDict()
-        for client in clients:
-            await client.aclose()
+        sessions, self._sessions = list(self._sessions.values()), OrderedDict()
+        for session in sessions:
+            await session.close()
 
 
 @functools.cache
-def _tls_context():
-    """One certificate store for every pool (building one per client costs ~25 ms): the system's CAs as httpx
-    loads them by default (certifi), hostname checked against the SNI name."""
-    return httpx.create_ssl_context()
+def _tls_context() -> ssl.SSLContext:
+    """One certificate store for every pool (building one per pool costs ~25 ms): the CAs of certifi, the
+    hostname checked against the TLS name (SNI) of each connection."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _short(error: BaseException, delivery: Delivery, target: Target | None) -> str:
@@ -444,26 +483,22 @@ async def send(delivery: Delivery, clients: Clients, *, timeout: float | None = 
     except addresses.AddressRefused as refused:
         return Result(error=f"refused: {refused}"[:ERROR_CHARS], outcome=REFUSED)
     headers = headers_for(delivery, int(time.time())) | {"host": target.host_header}
-    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
-    client = clients.get(delivery.endpoint_id, target.address)
+    session = clients.get(delivery.endpoint_id, target)
+    tls_name = {"server_hostname": target.sni_hostname} if target.sni_hostname else {}
     sent = time.monotonic()
     try:
-        async with asyncio.timeout(timeout):
-            request = client.build_request(
-                "POST", target.url, content=delivery.body.encode(), headers=headers, extensions=extensions
-            )
-            response = await client.send(request, stream=True)
-            try:
-                excerpt = await _read_start(response)
-            finally:
-                await response.aclose()
+        async with (
+            asyncio.timeout(timeout),
+            session.post(
+                target.url, data=delivery.body.encode(), headers=headers, allow_redirects=False, **tls_name
+            ) as response,
+        ):
+            excerpt = await _read_start(response)
     except TimeoutError:
         return Result(latency_ms=_ms(sent), error=f"no answer within {timeout:g} s", outcome=TIMEOUT)
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, OSError) as error:
         return Result(latency_ms=_ms(sent), error=_short(error, delivery, target), outcome=CONNECTION_ERROR)
-    except OSError as error:
-        return Result(latency_ms=_ms(sent), error=_short(error, delivery, target), outcome=CONNECTION_ERROR)
-    status = response.status_code
+    status = response.status
     result = Result(status_code=status, latency_ms=_ms(sent), excerpt=excerpt)
     if 200 <= status < 300:
         result.outcome = ACKED
@@ -477,11 +512,11 @@ async def send(delivery: Delivery, clients: Clients, *, timeout: float | None = 
     return result
 
 
-async def _read_start(response: httpx.Response) -> str:
+async def _read_start(response: aiohttp.ClientResponse) -> str:
     """The first EXCERPT_BYTES of the body, decoded safely (invalid UTF-8 and NUL replaced); a small body is
-    read to its end so that its connection is kept alive."""
+    read to its end so that its connection is kept alive (a larger one closes it)."""
     read = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         read += chunk
         if len(read) >= READ_AT_MOST:
             break
