@@ -380,7 +380,7 @@ def measure_push(args, env: dict, team: dict) -> dict:
 
     with DISPATCHER_LOG.open("w") as log:
         dispatcher = subprocess.Popen(  # noqa: S603 - our own manage.py
-            [sys.executable, *(os.environ.get("BENCH_DISPATCHER_FLAGS", "").split() or ["manage.py", "push_dispatcher"])],
+            [sys.executable, "manage.py", "push_dispatcher"],
             cwd=REPO,
             env=env,
             stdout=log,
