@@ -163,10 +163,13 @@ def retry_delay(delivery_count: int, result: Result) -> float:
 
 def settle(delivery: Delivery, result: Result, *, now: datetime | None = None) -> str:
     """Record the attempt and act on its outcome (see the module's docstring). The message changes only while
-    this delivery's lease still holds it (an ack through the API with the receipt in the body wins)."""
+    this delivery's lease still holds it (an ack through the API with the receipt in the body wins). A 2xx is
+    settled by ``settle_acked``, the one place for it."""
     now = now or timezone.now()
+    if result.outcome == ACKED:
+        settle_acked([(delivery, result)], now=now)
+        return ACKED
     lease = delivery.lease
-    acked = result.outcome == ACKED
     with transaction.atomic():
         DeliveryAttempt.objects.filter(
             message_id=lease.id, token=lease.token, kind=DeliveryAttempt.Kind.PUSH, outcome=""
@@ -175,22 +178,11 @@ def settle(delivery: Delivery, result: Result, *, now: datetime | None = None) -
             latency_ms=result.latency_ms,
             error=result.error[:ERROR_CHARS],
             response_excerpt=result.excerpt,
-            outcome=DeliveryAttempt.Outcome.ACKED if acked else DeliveryAttempt.Outcome.FAILED,
+            outcome=DeliveryAttempt.Outcome.FAILED,
             ended_at=now,
         )
         held = MessageLog.objects.filter(pk=lease.id, delivery_state=MessageLog.Delivery.LEASED, receipt=lease.token)
-        endpoint = PushEndpoint.objects.filter(pk=delivery.endpoint_id)
-        if acked:
-            if held.update(
-                delivery_state=MessageLog.Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
-            ):
-                transaction.on_commit(lambda: _observe_ack(lease, now))
-            # At most one write a second per endpoint for its successes (a busy endpoint's row stays cool).
-            stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(seconds=1))
-            endpoint.filter(stale | Q(failing_since__isnull=False)).update(
-                last_success_at=now, failing_since=None, updated_at=now
-            )
-        elif result.outcome == GONE:
+        if result.outcome == GONE:
             _requeue(held, now, now)
         elif lease.delivery_count >= ATTEMPTS:
             inbox.dead_letter_leased(
@@ -198,14 +190,13 @@ def settle(delivery: Delivery, result: Result, *, now: datetime | None = None) -
             )
         else:
             _requeue(held, now, now + timedelta(seconds=retry_delay(lease.delivery_count, result)))
-        if not acked:
-            endpoint.filter(failing_since__isnull=True).update(failing_since=now, updated_at=now)
-    metrics.PUSHES.labels(outcome=result.outcome).inc()
-    if result.latency_ms is not None:
-        metrics.PUSH_LATENCY.observe(result.latency_ms / 1000)
+        PushEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=True).update(
+            failing_since=now, updated_at=now
+        )
+    _count(result.outcome, [result])
     if result.outcome == GONE:
         _disable(delivery, PushEndpoint.DisabledReason.GONE, result, now, PushEndpoint.objects.filter(enabled=True))
-    elif not acked:
+    else:
         cutoff = now - timedelta(days=settings.BRIKK_PUSH_DISABLE_AFTER_DAYS)
         _disable(
             delivery,
@@ -225,17 +216,16 @@ def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None =
     if not pairs:
         return
     now = now or timezone.now()
-    by_token = {delivery.lease.token: (delivery, result) for delivery, result in pairs}
     ids = [delivery.lease.id for delivery, _ in pairs]
+    tokens = [delivery.lease.token for delivery, _ in pairs]
     with transaction.atomic():
         _record_acked_attempts(pairs, now)
         # Receipts are random and never reused, so (id in ids, receipt in tokens) holds exactly the pairs leased.
-        held = MessageLog.objects.filter(
-            pk__in=ids, receipt__in=list(by_token), delivery_state=MessageLog.Delivery.LEASED
-        )
+        held = MessageLog.objects.filter(pk__in=ids, receipt__in=tokens, delivery_state=MessageLog.Delivery.LEASED)
         acked = held.update(
             delivery_state=MessageLog.Delivery.ACKED, acked_at=now, receipt="", leased_until=None, updated_at=now
         )
+        # At most one write a second per endpoint for its successes (a busy endpoint's row stays cool).
         stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(seconds=1))
         PushEndpoint.objects.filter(pk__in={delivery.endpoint_id for delivery, _ in pairs}).filter(
             stale | Q(failing_since__isnull=False)
@@ -246,8 +236,12 @@ def settle_acked(pairs: list[tuple[Delivery, Result]], *, now: datetime | None =
             mine = set(MessageLog.objects.filter(pk__in=ids, acked_at=now).values_list("pk", flat=True))
             leases = [delivery.lease for delivery, _ in pairs if delivery.lease.id in mine]
         transaction.on_commit(lambda: [_observe_ack(lease, now) for lease in leases])
-    metrics.PUSHES.labels(outcome=ACKED).inc(len(pairs))
-    for _, result in pairs:
+    _count(ACKED, [result for _, result in pairs])
+
+
+def _count(outcome: str, results: list[Result]) -> None:
+    metrics.PUSHES.labels(outcome=outcome).inc(len(results))
+    for result in results:
         if result.latency_ms is not None:
             metrics.PUSH_LATENCY.observe(result.latency_ms / 1000)
 
@@ -676,7 +670,8 @@ class Dispatcher:
             if result.outcome == ACKED:
                 # The endpoint is done with it: its slot is free while the answer is written (the message stays
                 # leased until then, so nobody takes it meanwhile). A failure keeps its slot until settled.
-                holding = self._release(key)
+                self._release(key)
+                holding = False
                 await self._settle_with_others(delivery, result)
             else:
                 await self._db_retrying(settle, delivery, result)
@@ -688,15 +683,14 @@ class Dispatcher:
                 self._release(key)
             self.total -= 1
             if self._waiter is not None:
-                self._waiter.wake()  # a slot is free
+                self._waiter.wake()  # a slot of BRIKK_PUSH_MAX_IN_FLIGHT is free
 
-    def _release(self, key: str) -> bool:
+    def _release(self, key: str) -> None:
         self.in_flight[key] -= 1
         if not self.in_flight[key]:
             del self.in_flight[key]
         if self._waiter is not None:
-            self._waiter.wake()
-        return False
+            self._waiter.wake()  # the endpoint has a free slot
 
 
 class InProcess:
