@@ -257,6 +257,17 @@ def measure_latency(args, team: dict) -> dict:
     }
 
 
+def run_concurrently(target, threads: int) -> float:
+    """``target`` on that many threads at once, until all end: the seconds it took."""
+    running = [threading.Thread(target=target) for _ in range(threads)]
+    started = time.perf_counter()
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return time.perf_counter() - started
+
+
 # --- drain: receive + ack by several consumers -----------------------------------------------
 
 
@@ -283,13 +294,7 @@ def measure_drain(args, team: dict) -> dict:
         with lock:
             counts.append(taken)
 
-    threads = [threading.Thread(target=consume) for _ in range(args.consumers)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = run_concurrently(consume, args.consumers)
     total = sum(counts)
     return {
         "queued": args.drain,
@@ -370,13 +375,8 @@ def measure_push(args, env: dict, team: dict) -> dict:
             with lock:
                 sent[json.loads(answer)["id"]] = started
 
-    threads = [threading.Thread(target=send_all) for _ in range(args.concurrency)]
-    began = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    accept_rate = len(sent) / (time.time() - began)
+    seconds = run_concurrently(send_all, args.concurrency)
+    accept_rate = len(sent) / seconds  # counted once every sender has ended
 
     with DISPATCHER_LOG.open("w") as log:
         dispatcher = subprocess.Popen(  # noqa: S603 - our own manage.py
