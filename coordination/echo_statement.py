@@ -24,16 +24,14 @@ PostgreSQL reads with the table's own column types (``jsonb_populate_record``). 
 """
 
 import functools
-import json
-import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db import connections, transaction
 
 from agents.models import Agent
 from audit.models import AuditLog
+from brikk.lib import bulk
 from coordination.models import IdempotencyRecord, MessageLog
 
 
@@ -84,15 +82,8 @@ def _row(instance, fields) -> str:
     """The row as one JSON object, column by column, for ``jsonb_populate_record``: PostgreSQL reads each
     value with its column's type (a JSON column's value as it is). One parameter per row, not one per column:
     psycopg keeps the conversion of a statement with at most 50 parameters, and redoes it for a longer one."""
-    return json.dumps({field.column: getattr(instance, field.attname) for field in fields}, default=_json_scalar)
-
-
-def _json_scalar(value):
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()  # aware (USE_TZ): the offset is kept
-    raise TypeError(f"{type(value).__name__} is not stored by the echo's statement")
+    values = instance.__dict__
+    return bulk.json_document({field.column: values[field.attname] for field in fields})
 
 
 @functools.cache

@@ -1,10 +1,12 @@
 """brikk.lib.bulk: model instances built the fast way, and many rows in one INSERT that read back as saved."""
 
+import json
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import signals
 from django.utils import timezone
 
 from audit.models import AuditLog
@@ -79,3 +81,44 @@ def test_on_postgresql_many_rows_are_one_statement_and_read_back_as_built(org):
     bulk.insert([record])
     stored = IdempotencyRecord.objects.get(key="k")
     assert stored.created_at == record.created_at and stored.response_body is None
+
+
+def test_an_instance_is_built_by_the_model_itself_while_anything_listens_to_its_init_signals():
+    seen = []
+
+    def listener(sender, **kwargs):
+        seen.append(sender)
+
+    signals.post_init.connect(listener, sender=AuditLog)
+    try:
+        built = bulk.instance(AuditLog, action="x.y")
+    finally:
+        signals.post_init.disconnect(listener, sender=AuditLog)
+    assert seen == [AuditLog] and built.action == "x.y" and built._state.adding
+    seen.clear()
+    bulk.instance(AuditLog, action="x.y")
+    assert seen == []
+
+
+def test_the_json_document_takes_what_the_models_hold_and_integers_past_64_bits():
+    moment = timezone.now()
+    ident = uuid.uuid4()
+    document = bulk.json_document({"id": ident, "at": moment, "n": [1, 2.5, None, True], "text": 'é "q"'})
+    assert json.loads(document) == {
+        "id": str(ident),
+        "at": moment.isoformat(),
+        "n": [1, 2.5, None, True],
+        "text": 'é "q"',
+    }
+    huge = 10**30  # JSON and jsonb take it; orjson does not, the json module does
+    assert json.loads(bulk.json_document({"huge": huge, "id": ident})) == {"huge": huge, "id": str(ident)}
+    with pytest.raises(TypeError, match="object is not stored"):
+        bulk.json_document({"what": object()})
+
+
+@pytest.mark.django_db
+def test_a_payload_integer_past_64_bits_is_stored_as_sent(org):
+    row = _rows(org, 1)[0]
+    row.details = {"huge": 10**30}
+    bulk.insert([row])
+    assert AuditLog.objects.get(pk=row.pk).details == {"huge": 10**30}
