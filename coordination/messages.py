@@ -73,7 +73,9 @@ def _message_path_template(urlconf: str) -> str:
 
 def message_url(message_id) -> str:
     template = _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
-    return get_script_prefix() + template.format(uuid.UUID(str(message_id)))
+    if not isinstance(message_id, uuid.UUID):
+        message_id = uuid.UUID(str(message_id))  # a valid id, in its canonical form
+    return get_script_prefix() + template.format(message_id)
 
 
 def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:

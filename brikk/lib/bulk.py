@@ -26,7 +26,6 @@ from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.sql import InsertQuery
-from uuid6 import uuid7
 
 
 def instance(model: type[models.Model], **values) -> models.Model:
@@ -92,9 +91,8 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
             field.pre_save(obj, add=True)
         values = obj.__dict__
         row = {column: values[attname] for column, attname in names}
-        if not _PLAIN.issuperset(map(type, row.values())) and any(
-            hasattr(value, "resolve_expression") for value in row.values()
-        ):
+        kinds = set(map(type, row.values()))
+        if not kinds <= _PLAIN and _holds_expression(kinds):
             computed.append(obj)
         else:
             rows.append(row)
@@ -117,9 +115,16 @@ def _from_json(model, fields, rows: list[dict], connection) -> tuple[str, list]:
     return sql, [document]  # only quoted table and column names are interpolated
 
 
-# Types that are never an expression: the common case is decided without a hasattr() per value (uuid7()
-# makes uuid6.UUID, a subclass).
-_PLAIN = frozenset({str, int, float, bool, type(None), uuid.UUID, type(uuid7()), datetime, dict, list})
+# Types known not to be an expression: a row is decided by the set of its values' types, not a hasattr() per value.
+# It starts with the common ones and learns the others (choices' enum members, uuid6.UUID) as they come.
+_PLAIN = {str, int, float, bool, type(None), uuid.UUID, datetime, dict, list}
+
+
+def _holds_expression(kinds: set) -> bool:
+    """Whether any of these types is an expression (a subquery, F()); the others are remembered as plain."""
+    expressions = {kind for kind in kinds if hasattr(kind, "resolve_expression")}
+    _PLAIN.update(kinds - expressions)
+    return bool(expressions)
 
 
 def json_document(value) -> str:

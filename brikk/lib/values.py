@@ -12,6 +12,7 @@ rules). ``storable`` is the other side: what is written to an audit or message r
 the unstorable parts escaped, and says whether it had to (audit/services.py, coordination/refusals.py).
 """
 
+import itertools
 import json
 import math
 import re
@@ -27,8 +28,10 @@ _UNACCEPTABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 # The only way JSON text yields a NUL or a surrogate is a \u escape (raw control characters are refused
 # by the strict parser, and UTF-8 cannot carry surrogates): without one, no string needs walking.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
-# Strings (skipped) and brackets, for counting the nesting depth before parsing.
-_DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# For counting the nesting depth before parsing: strings (removed first), then what is not a bracket.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 _INT_MAX_DIGITS = sys.get_int_max_str_digits() or 4300
 
@@ -118,19 +121,12 @@ def find_unacceptable(value, *, limit: int | None = None) -> Problem | None:
 
 
 def _too_deep(text: str, limit: int) -> bool:
-    """Whether ``text`` nests arrays and objects past ``limit``, counted without parsing (no recursion)."""
+    """Whether ``text`` nests arrays and objects past ``limit``, counted without parsing (no recursion): strings
+    removed, then the running depth over the brackets left, all of it in C."""
     if text.count("[") + text.count("{") <= limit:
         return False  # the common case, decided in C
-    depth = 0
-    for token in _DEPTH_TOKENS.finditer(text):
-        bracket = token.group()
-        if bracket in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif bracket in "]}":
-            depth -= 1
-    return False
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
 
 
 class _ConstantNotJSON(json.JSONDecodeError):
@@ -224,4 +220,6 @@ def storable(value) -> tuple[object, bool]:
     """A copy of ``value`` that PostgreSQL (text, jsonb) and SQLite both store: NUL and lone surrogates
     escaped as ``\\uXXXX`` text, non-finite numbers as text, anything nested past the limit replaced by
     a note. Returns (copy, escaped): ``escaped`` is True when the copy differs from what was sent."""
+    if type(value) is str:  # most of what is stored: decided without the depth limit
+        return (value, False) if _UNACCEPTABLE_CHARACTER.search(value) is None else (escape_text(value), True)
     return _storable(value, 0, max_depth())

@@ -43,6 +43,8 @@ def test_nesting_is_counted_before_parsing(settings):
     settings.BRIKK_MAX_JSON_DEPTH = 4
     assert values.loads('[[[["x"]]]]') == [[[["x"]]]]
     assert values.loads('{"a": "[[[[[[[[", "b": [[["]]]]]]"]]]}')  # brackets inside strings do not count
+    assert values.loads('{"a": "an escaped \\" [[[[[[ quote", "b": [[1]]}')  # nor after an escaped quote
+    assert values.loads("[[1], [2], {}, [3], [4], {}]") == [[1], [2], {}, [3], [4], {}]  # many, but 2 deep
     with pytest.raises(values.UnacceptableJSON) as refused:
         values.loads('[[[[["x"]]]]]')
     assert refused.value.problem.reason == "too_deep"
