@@ -122,6 +122,16 @@ def migrate(env: dict[str, str]) -> None:
         raise SystemExit(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
 
 
+def vacuum(env: dict[str, str]) -> None:
+    """VACUUM (ANALYZE) the database, as autovacuum keeps it in production: each run leaves hundreds of thousands of
+    dead row versions behind (every delivered message is updated when it is received and acked), and with autovacuum
+    off (as on the machine measured) each later run would be slower than the one before."""
+    import psycopg  # the server's driver; only PostgreSQL is measured
+
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE)")
+
+
 SEEDER = """
 import json, sys, time, django
 django.setup()
@@ -330,7 +340,7 @@ class EchoSender:
             raise RequestFailed(f"echo answered 200 without status delivered: {answer[:300]!r}")
 
 
-# --- profiling (optional: --profile, needs py-spy from requirements-dev.txt) --------------------
+# --- profiling (optional: --profile, needs py-spy: bench/requirements-bench.txt) --------------------
 
 PROJECT_CODE = ("coordination/", "agents/", "audit/", "brikk/")
 
@@ -339,7 +349,7 @@ def start_profilers(master_pid: int, directory: Path, name: str, seconds: float)
     """py-spy on every gunicorn worker, sampling only threads that hold the GIL (CPU, not waiting)."""
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
-        raise SystemExit("--profile needs py-spy: pip install -r requirements-dev.txt")
+        raise SystemExit("--profile needs py-spy: pip install -r bench/requirements-bench.txt (make bench does)")
     directory.mkdir(parents=True, exist_ok=True)
     workers = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     return [

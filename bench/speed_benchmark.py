@@ -888,8 +888,9 @@ def main(argv: list[str] | None = None) -> int:
         f"wrk {args.connections} connections, {args.wrk_threads} threads, {args.duration:g} s per phase"
     )
     print(f"load average before: {' '.join(f'{value:.2f}' for value in load_before)}")
-    print("migrating and seeding an organization (echo sender, batch sender, recipient) ...", flush=True)
+    print("migrating, vacuuming and seeding an organization (echo sender, batch sender, recipient) ...", flush=True)
     harness.migrate(env)
+    harness.vacuum(env)
     team = harness.seed_agents(env, ["echo", "batch", "recipient"])
     echo_sender, batch_sender, recipient = (Agent(**team[name]) for name in ("echo", "batch", "recipient"))
     meters = Meters(args)

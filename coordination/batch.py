@@ -325,10 +325,16 @@ def _stored_records(caller: Caller, items: list[Item]) -> dict[str, StoredRecord
     keys = {item.key for item in items if item.key is not None}
     if not keys:
         return {}
-    rows = IdempotencyRecord.objects.filter(scope=caller.scope, key__in=keys).values_list(
-        "key", "pk", "request_hash", "expires_at", "response_status", "response_body__id"
-    )
-    return {key: StoredRecord(*values) for key, *values in rows}
+    return {
+        stored.key: StoredRecord(
+            stored.pk,
+            stored.request_hash,
+            stored.expires_at,
+            stored.response_status,
+            stored.response_body.get("id") if isinstance(stored.response_body, dict) else None,
+        )
+        for stored in IdempotencyRecord.objects.for_keys(caller.scope, sorted(keys))
+    }
 
 
 def _agents(caller: Caller, items: list[Item]) -> tuple[set, set]:
