@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from cryptography.fernet import Fernet
@@ -122,14 +123,20 @@ def migrate(env: dict[str, str]) -> None:
         raise SystemExit(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
 
 
-def vacuum(env: dict[str, str]) -> None:
-    """VACUUM (ANALYZE) the database, as autovacuum keeps it in production: each run leaves hundreds of thousands of
-    dead row versions behind (every delivered message is updated when it is received and acked), and with autovacuum
-    off (as on the machine measured) each later run would be slower than the one before."""
+def fresh_database(url: str, suffix: str = "speed") -> str:
+    """A new, empty database beside the one ``url`` names (``<name>_<suffix>``, dropped first if a run left it):
+    every run starts alike. On a reused database each run leaves hundreds of thousands of dead row versions (every
+    message is updated when received and acked), and vacuuming them first writes so much WAL that PostgreSQL's
+    checkpoints (max_wal_size) then fall inside the measured phases. Returns the new database's URL."""
     import psycopg  # the server's driver; only PostgreSQL is measured
+    from psycopg import sql
 
-    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as connection:
-        connection.execute("VACUUM (ANALYZE)")
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{suffix}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 SEEDER = """

@@ -151,3 +151,25 @@ def test_check_deploy_with_production_settings_reports_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_gunicorn_hands_memory_back_after_large_requests_at_most_once_a_second(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else loading the config sets it for good
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", BASE_DIR / "brikk" / "gunicorn.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf._malloc_trim is not None  # glibc here
+    trims = []
+    monkeypatch.setattr(conf, "_malloc_trim", trims.append)
+    clock = iter([100.0, 100.5, 101.2])
+    monkeypatch.setattr(conf.time, "monotonic", lambda: next(clock))
+    small, large = {"CONTENT_LENGTH": "900"}, {"CONTENT_LENGTH": str(conf.LARGE_BODY_BYTES + 1)}
+    conf.post_request(None, None, small, None)
+    conf.post_request(None, None, {}, None)
+    assert trims == []  # small bodies and GETs never trim (and read no clock)
+    conf.post_request(None, None, large, None)  # 100.0
+    conf.post_request(None, None, large, None)  # 100.5: within the second
+    conf.post_request(None, None, large, None)  # 101.2
+    assert trims == [0, 0]
