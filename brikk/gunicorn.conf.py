@@ -88,9 +88,9 @@ TRIM_INTERVAL_SECONDS = 1.0
 _last_trim = 0.0
 
 
-def post_request(worker, req, environ, resp):
+def post_request(worker, req, wsgi_environ, resp):
     global _last_trim
-    if _malloc_trim is None or int(environ.get("CONTENT_LENGTH") or 0) <= LARGE_BODY_BYTES:
+    if _malloc_trim is None or int(wsgi_environ.get("CONTENT_LENGTH") or 0) <= LARGE_BODY_BYTES:
         return
     now = time.monotonic()
     if now - _last_trim >= TRIM_INTERVAL_SECONDS:

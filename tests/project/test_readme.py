@@ -9,7 +9,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["brikk", "agents", "coordination", "audit"]
 # Variables that configure the command-line client, not the server.
 CLIENT_ONLY = {"BRIKK_URL", "BRIKK_API_KEY", "BRIKK_SIGNING_SECRET"}
-READERS = re.compile(r"""(?:env_\w+\(\s*|environ(?:\.get)?\(\s*|environ\[\s*|getenv\(\s*)["']([A-Z][A-Z0-9_]+)["']""")
+# \benviron: os.environ, not a WSGI request's environ (gunicorn's post_request reads its CONTENT_LENGTH).
+READERS = re.compile(
+    r"""(?:env_\w+\(\s*|\benviron(?:\.get)?\(\s*|\benviron\[\s*|getenv\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
+)
 
 
 def variables_read_by_the_code() -> set[str]:
