@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from cryptography.fernet import Fernet
@@ -164,12 +165,13 @@ def test_gunicorn_hands_memory_back_after_large_requests_at_most_once_a_second(m
     trims = []
     monkeypatch.setattr(conf, "_malloc_trim", trims.append)
     clock = iter([100.0, 100.5, 101.2])
-    monkeypatch.setattr(conf.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(conf, "time", SimpleNamespace(monotonic=lambda: next(clock)))  # this module's clock only
     small, large = {"CONTENT_LENGTH": "900"}, {"CONTENT_LENGTH": str(conf.LARGE_BODY_BYTES + 1)}
-    conf.post_request(None, None, small, None)
-    conf.post_request(None, None, {}, None)
-    assert trims == []  # small bodies and GETs never trim (and read no clock)
-    conf.post_request(None, None, large, None)  # 100.0
-    conf.post_request(None, None, large, None)  # 100.5: within the second
-    conf.post_request(None, None, large, None)  # 101.2
+    short_answer, long_answer = SimpleNamespace(sent=700), SimpleNamespace(sent=conf.LARGE_BODY_BYTES + 1)
+    conf.post_request(None, None, small, short_answer)
+    conf.post_request(None, None, {}, short_answer)
+    assert trims == []  # small requests with small answers never trim (and read no clock)
+    conf.post_request(None, None, large, short_answer)  # 100.0: a large request body
+    conf.post_request(None, None, large, short_answer)  # 100.5: within the second
+    conf.post_request(None, None, {}, long_answer)  # 101.2: a large answer (a receive of many messages)
     assert trims == [0, 0]
