@@ -88,7 +88,8 @@ clean:
 	rm -rf $(VENV) $(BENCH_VENV) db.sqlite3 staticfiles .pytest_cache
 
 ## bench: wrk against the production server on PostgreSQL + Redis, in one run: a bare Django view (gunicorn
-## gthread 2x4, the reference), /healthz, the signed echo, the batch send and a drain of the inbox
+## gthread 2x4, the reference, measured first and last), /healthz, the signed echo, the batch send and a drain of
+## the inbox, from .venv-bench (a production install) on a new database beside TEST_DATABASE_URL's (<name>_speed)
 ## (bench/speed_benchmark.py; BENCH_ARGS="--duration 3", "--server granian", "--compare-servers"; --help lists
 ## the knobs). Writes bench/results/speed.json.
 bench: $(BENCH_VENV)/.installed wrk
