@@ -112,25 +112,7 @@ def start_events_server(args, env: dict) -> subprocess.Popen:
         "--timeout-graceful-shutdown",
         "2",
     ]
-    EVENTS_LOG.parent.mkdir(exist_ok=True)
-    with EVENTS_LOG.open("w") as log:
-        server = subprocess.Popen(  # noqa: S603 - our own uvicorn
-            command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"uvicorn exited with status {server.returncode}: see {EVENTS_LOG}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", args.events_port, timeout=1)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.2)
-    echo.stop_server(server)
-    raise SystemExit("uvicorn did not answer /healthz within 30 s")
+    return echo.launch(command, env, EVENTS_LOG, args.events_port, name="uvicorn")
 
 
 def process_memory(pid: int) -> dict:

@@ -204,23 +204,45 @@ def start_server(args, env: dict[str, str]) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    SERVER_LOG.parent.mkdir(exist_ok=True)
-    with SERVER_LOG.open("w") as log:  # production logging (JSON, INFO) stays on, into a file
-        server = subprocess.Popen(  # noqa: S603 - our own gunicorn
+    # Production logging (JSON, INFO) stays on, into a file.
+    return launch(command, env, SERVER_LOG, args.port, name="gunicorn")
+
+
+def launch(
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    port: int,
+    *,
+    name: str,
+    path: str = "/healthz",
+    timeout: float = 30,
+    stop=None,
+) -> subprocess.Popen:
+    """Start a server in its own session (its output into ``log_path``) and wait until ``GET path`` on
+    127.0.0.1:``port`` answers 200. SystemExit if it exits first, or if it does not answer within ``timeout`` seconds
+    (it is then stopped: ``stop(process)``, by default ``stop_server``). Every server of the benchmarks starts here."""
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own server
             command, cwd=REPO, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited with status {server.returncode} before it answered")
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with status {process.returncode}: see {log_path}")
         try:
-            if httpx.get(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            answered = connection.getresponse().status == 200
+            connection.close()
+            if answered:
+                return process
+        except OSError:
             pass
         time.sleep(0.2)
-    stop_server(server)
-    raise SystemExit("gunicorn did not answer /healthz within 30 s")
+    (stop or stop_server)(process)
+    raise SystemExit(f"{name} did not answer {path} within {timeout:g} s: see {log_path}")
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -337,27 +337,19 @@ class Server:
         ]
 
     def start(self) -> Server:
-        with self.log.open("w") as log:  # production logging (JSON) into .bench/
-            self.process = subprocess.Popen(  # noqa: S603 - our own server
-                self.command(), cwd=REPO, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
-            )
-        path = "/healthz" if self.app == "brikk" else "/bare"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.label} exited with status {self.process.returncode}: see {self.log}")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", path)
-                if connection.getresponse().status == 200:
-                    connection.close()
-                    self.wait_for_workers()
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit(f"{self.label} did not answer {path} within 60 s: see {self.log}")
+        # Production logging (JSON) into .bench/.
+        self.process = harness.launch(
+            self.command(),
+            self.env,
+            self.log,
+            self.port,
+            name=self.label,
+            path="/healthz" if self.app == "brikk" else "/bare",
+            timeout=60,
+            stop=self.stop,
+        )
+        self.wait_for_workers()
+        return self
 
     def wait_for_workers(self) -> None:
         """Until every worker process is up (the first answer may come from the first worker alone)."""
@@ -373,15 +365,17 @@ class Server:
         children = [pid for pid in self.pids()[1:] if "python" in _exe(pid) and "resource_tracker" not in _cmd(pid)]
         return children or [self.process.pid]
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+    def stop(self, process: subprocess.Popen | None = None) -> None:
+        """Stop the server (``process``: the one ``start`` is launching, before it is this server's)."""
+        process = process or self.process
+        if process is None or process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=20)
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # our server's own process group
-            self.process.wait()
+            os.killpg(process.pid, signal.SIGKILL)  # our server's own process group
+            process.wait()
         shutil.rmtree(self.env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
