@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -30,8 +29,6 @@ from bench.harness import (  # noqa: E402
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
     EchoSender,
-    migrate_and_seed,
-    server_environment,
 )
 from coordination.client import COORDINATION_PATH, BrikkClient, build_envelope, encode_body  # noqa: E402
 
@@ -90,48 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the batch loop")
     args = parser.parse_args(argv)
 
-    env = server_environment(args)
-    credentials = migrate_and_seed(env)
-    os.environ.update(env)
-
-    import django
-
-    django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
-    echo_profile.LOG_FILE.parent.mkdir(exist_ok=True)
-    log_stream = echo_profile.LOG_FILE.open("w")
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log_stream)
-
-    application = WSGIHandler()
+    application, credentials = echo_profile.in_process_application(args)
     echo, batch = EchoSender(credentials), BatchSender(credentials, args.size)
     call, environ = echo_profile.call, echo_profile.wsgi_environ
 
     def bare():
-        status, body = call(application, environ("GET", "/healthz", b"", {"Accept": "application/json"}))
-        assert status.startswith("200"), (status, body)
+        echo_profile.get_bare(application)
 
     def signed_echo():
-        body, headers = echo.prepare()
-        status, answer = call(application, environ("POST", COORDINATION_PATH, body, headers))
-        assert status.startswith("200"), (status, answer[:300])
+        echo_profile.send_signed_echo(application, echo)
 
     def signed_batch():
         body, headers = batch.prepare()
         status, answer = call(application, environ("POST", BATCH_PATH, body, headers))
         assert status.startswith("200"), (status, answer[:300])
         assert json.loads(answer)["delivered"] == args.size, answer[:300]
-
-    def measure(send, count: int, prepare=None) -> float:
-        """CPU ms per call of ``send``, the client's building and signing excluded."""
-        cpu = 0.0
-        for _ in range(count):
-            started = time.thread_time()
-            send()
-            cpu += time.thread_time() - started
-        return 1000 * cpu / count
 
     def client_cost(prepare, count: int) -> float:
         started = time.thread_time()
@@ -143,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         bare()
         signed_echo()
         signed_batch()
-    bare_ms = measure(bare, args.requests)
-    echo_ms = measure(signed_echo, args.requests) - client_cost(echo.prepare, args.requests)
-    batch_ms = measure(signed_batch, args.batches) - client_cost(batch.prepare, args.batches)
+    bare_ms = echo_profile.cpu_ms(bare, args.requests)
+    echo_ms = echo_profile.cpu_ms(signed_echo, args.requests) - client_cost(echo.prepare, args.requests)
+    batch_ms = echo_profile.cpu_ms(signed_batch, args.batches) - client_cost(batch.prepare, args.batches)
     per_message = batch_ms / args.size
     print("CPU (thread time, single thread, in-process WSGI; the client's building and signing subtracted):")
     print(f"  bare GET /healthz              {bare_ms:7.3f} ms per request")
@@ -158,21 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         for dotted in steps:
             echo_profile.instrument(dotted)
         echo_profile.STEP_TIMES.clear()
-        timed_ms = measure(signed_batch, args.batches)
+        timed_ms = echo_profile.cpu_ms(signed_batch, args.batches)
         print(f"\nsteps, inclusive CPU ms per batch (timed run: {timed_ms:.3f} ms per batch incl. timer overhead):")
         for dotted in steps:
             print(f"  {1000 * echo_profile.STEP_TIMES[dotted] / args.batches:7.3f}  {dotted}")
 
     if args.cprofile:
-        import cProfile
-
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.enable()
-        measure(signed_batch, args.batches)
-        profiler.disable()
-        args.cprofile.parent.mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(args.cprofile)
-        print(f"\ncProfile stats: {args.cprofile} (python -m pstats {args.cprofile})")
+        echo_profile.write_cprofile(args.cprofile, lambda: echo_profile.cpu_ms(signed_batch, args.batches))
     return 0
 
 

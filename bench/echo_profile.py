@@ -153,18 +153,9 @@ def call(application, environ) -> tuple[str, bytes]:
     return captured["status"], body
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="measured requests per scenario")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--step", action="append", default=[], help="dotted function to time (repeatable)")
-    parser.add_argument("--no-default-steps", action="store_true", help="time only the --step functions")
-    parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the echo loop")
-    parser.add_argument("--pyinstrument", type=Path, metavar="FILE", help="write a pyinstrument text report")
-    args = parser.parse_args(argv)
-
+def in_process_application(args):
+    """(Django's WSGI handler, the seeded sender's credentials): the database migrated and seeded as the benchmark
+    does, Django set up with production settings in this process, its JSON log lines sent to LOG_FILE."""
     env = server_environment(args)
     credentials = migrate_and_seed(env)
     os.environ.update(env)
@@ -179,32 +170,69 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log_stream)  # production JSON formatting stays; only the destination changes
+    return WSGIHandler(), credentials
 
-    application = WSGIHandler()
+
+def get_bare(application) -> None:
+    status, body = call(application, wsgi_environ("GET", "/healthz", b"", {"Accept": "application/json"}))
+    assert status.startswith("200"), (status, body)
+
+
+def send_signed_echo(application, sender: EchoSender) -> None:
+    body, headers = sender.prepare()
+    status, answer = call(application, wsgi_environ("POST", COORDINATION_PATH, body, headers))
+    assert status.startswith("200"), (status, answer[:300])
+
+
+def cpu_ms(send, count: int) -> float:
+    """This thread's CPU per call of ``send``, in ms."""
+    cpu = 0.0
+    for _ in range(count):
+        started = time.thread_time()
+        send()
+        cpu += time.thread_time() - started
+    return 1000 * cpu / count
+
+
+def write_cprofile(path: Path, run) -> None:
+    """cProfile stats of ``run()`` (thread CPU) into ``path``."""
+    import cProfile
+
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    run()
+    profiler.disable()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(path)
+    print(f"\ncProfile stats: {path} (python -m pstats {path})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="measured requests per scenario")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--step", action="append", default=[], help="dotted function to time (repeatable)")
+    parser.add_argument("--no-default-steps", action="store_true", help="time only the --step functions")
+    parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the echo loop")
+    parser.add_argument("--pyinstrument", type=Path, metavar="FILE", help="write a pyinstrument text report")
+    args = parser.parse_args(argv)
+
+    application, credentials = in_process_application(args)
     echo = EchoSender(credentials)
 
     def bare():
-        status, body = call(application, wsgi_environ("GET", "/healthz", b"", {"Accept": "application/json"}))
-        assert status.startswith("200"), (status, body)
+        get_bare(application)
 
     def signed_echo():
-        body, headers = echo.prepare()
-        status, answer = call(application, wsgi_environ("POST", COORDINATION_PATH, body, headers))
-        assert status.startswith("200"), (status, answer[:300])
-
-    def measure(send, count: int) -> float:
-        cpu = 0.0
-        for _ in range(count):
-            started = time.thread_time()
-            send()
-            cpu += time.thread_time() - started
-        return 1000 * cpu / count
+        send_signed_echo(application, echo)
 
     for _ in range(args.warmup):
         bare()
         signed_echo()
-    bare_ms = measure(bare, args.requests)
-    echo_ms = measure(signed_echo, args.requests)
+    bare_ms = cpu_ms(bare, args.requests)
+    echo_ms = cpu_ms(signed_echo, args.requests)
     print(f"CPU per request (thread time, {args.requests} requests each, single thread, in-process WSGI):")
     print(f"  bare GET /healthz            {bare_ms:7.3f} ms")
     print(f"  signed echo                  {echo_ms:7.3f} ms   ({echo_ms / bare_ms:.1f}x bare)")
@@ -214,27 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         for dotted in steps:
             instrument(dotted)
         STEP_TIMES.clear()
-        timed_ms = measure(signed_echo, args.requests)
+        timed_ms = cpu_ms(signed_echo, args.requests)
         print(f"\nsteps, inclusive CPU ms per echo (timed run: {timed_ms:.3f} ms per echo incl. timer overhead):")
         for dotted in steps:
             print(f"  {1000 * STEP_TIMES[dotted] / args.requests:7.3f}  {dotted}")
 
     if args.cprofile:
-        import cProfile
-
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.enable()
-        measure(signed_echo, args.requests)
-        profiler.disable()
-        args.cprofile.parent.mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(args.cprofile)
-        print(f"\ncProfile stats: {args.cprofile} (python -m pstats {args.cprofile})")
+        write_cprofile(args.cprofile, lambda: cpu_ms(signed_echo, args.requests))
     if args.pyinstrument:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0002, timer_func=time.thread_time)
         profiler.start()
-        measure(signed_echo, args.requests)
+        cpu_ms(signed_echo, args.requests)
         profiler.stop()
         args.pyinstrument.parent.mkdir(parents=True, exist_ok=True)
         args.pyinstrument.write_text(profiler.output_text(unicode=True, show_all=False))
