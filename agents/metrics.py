@@ -8,6 +8,6 @@ from audit.metrics import bounded_reason
 AUTH_FAILURES = Counter("brikk_auth_failures_total", "Refused authentications and signatures.", ["reason"])
 
 
-def observe(sender, *, action: str, details: dict | None = None, **kwargs) -> None:
+def observe(sender, *, action: str, details: dict | None = None, count: int = 1, **kwargs) -> None:
     if action in (AuditAction.AUTH_FAILED, AuditAction.AUTH_THROTTLED):
-        AUTH_FAILURES.labels(reason=bounded_reason(details)).inc()
+        AUTH_FAILURES.labels(reason=bounded_reason(details)).inc(count)

@@ -18,5 +18,5 @@ def bounded_reason(details: dict | None) -> str:
     return reason[:MAX_REASON_LENGTH]
 
 
-def observe(sender, *, action: str, outcome: str, **kwargs) -> None:
-    AUDIT_EVENTS.labels(action=action, outcome=outcome).inc()
+def observe(sender, *, action: str, outcome: str, count: int = 1, **kwargs) -> None:
+    AUDIT_EVENTS.labels(action=action, outcome=outcome).inc(count)

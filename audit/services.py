@@ -13,8 +13,10 @@ from brikk.lib.values import storable
 
 logger = logging.getLogger("brikk.audit")
 
-# Sent after every audit row with action, outcome and details: each app derives its Prometheus
-# counters from it (agents/metrics.py, coordination/metrics.py), so metrics and audit cannot disagree.
+# Sent after audit rows are written, with action, outcome, details and count: each app derives its Prometheus
+# counters from it (agents/metrics.py, coordination/metrics.py), so metrics and audit cannot disagree. One row is
+# one signal of count 1; rows written together (record_many) send one signal per action, outcome and
+# details["reason"], with the details of the first and how many rows there were.
 audit_recorded = Signal()
 
 USER_AGENT_MAX_LENGTH = AuditLog._meta.get_field("user_agent").max_length
@@ -89,17 +91,20 @@ def record(
 
 def record_many(events: list[dict]) -> list[AuditLog]:
     """Several audit rows in one INSERT, each exactly the row ``record`` writes for the same keyword arguments
-    (without ``request``: the context's actor, address and agent are used), and each one's signal (so metrics
-    count every event). The log gets one line per action and outcome, naming the resources and how many: a line
-    per row cost the batch send an eighth of its CPU. The batch send audits each of its messages this way
-    (coordination/batch.py)."""
-    entries = [prepare(**event) for event in events]
+    (without ``request``: the context's actor, address and agent are used; one timestamp for all, as they are
+    written by one statement). Metrics and the log get one signal and one line per action and outcome (and the
+    signal per details["reason"], the only detail the counters read), naming the resources and how many: a
+    signal and a line per row cost the batch send a sixth of its CPU. The batch send audits each of its
+    messages this way (coordination/batch.py)."""
+    now = timezone.now()
+    entries = [prepare(**event, created_at=now) for event in events]
     bulk.insert(entries)
     groups: dict[tuple[str, str], list[AuditLog]] = {}
     for entry in entries:
-        audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details)
         groups.setdefault((entry.action, entry.outcome), []).append(entry)
     for (action, outcome), group in groups.items():
+        for details, count in _by_reason(group):
+            audit_recorded.send(sender=AuditLog, action=action, outcome=outcome, details=details, count=count)
         first = group[0]
         logger.info(
             "audit %s %s x%d",
@@ -121,6 +126,19 @@ def record_many(events: list[dict]) -> list[AuditLog]:
     return entries
 
 
+def _by_reason(entries: list[AuditLog]) -> list[tuple[dict, int]]:
+    """(the details of the first entry of each details["reason"], how many entries have that reason)."""
+    reasons: dict[tuple, list] = {}
+    for entry in entries:
+        reason = entry.details.get("reason")
+        key = (type(reason), str(reason))  # a reason may be any JSON value, not all hashable
+        if key in reasons:
+            reasons[key][1] += 1
+        else:
+            reasons[key] = [entry.details, 1]
+    return [(details, count) for details, count in reasons.values()]
+
+
 def prepare(
     action: str,
     *,
@@ -132,6 +150,7 @@ def prepare(
     resource_kind: str = "",
     resource_id="",
     details: dict | None = None,
+    created_at=None,
 ) -> AuditLog:
     """The audit row ``record`` writes, not yet saved: for a caller that inserts it with its own statement
     (the echo's, coordination/echo_statement.py) and then calls ``announce``."""
@@ -153,7 +172,7 @@ def prepare(
         details["escaped"] = True
     return bulk.instance(
         AuditLog,
-        created_at=timezone.now(),
+        created_at=created_at or timezone.now(),
         correlation_id=context.request_id if context.request_id != "-" else "",
         actor_kind=actor_kind,
         actor_id=actor_id,
@@ -170,7 +189,7 @@ def prepare(
 
 def announce(entry: AuditLog) -> None:
     """What follows a written audit row: the metrics (``audit_recorded``) and its structured log line."""
-    audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details)
+    audit_recorded.send(sender=AuditLog, action=entry.action, outcome=entry.outcome, details=entry.details, count=1)
     logger.info(
         "audit %s %s",
         entry.action,

@@ -42,7 +42,7 @@ from brikk.lib import bulk
 from brikk.lib.errors import render_exception
 from coordination import echo, idempotency, refusals, wakeup
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused, MessageIdReused
-from coordination.messages import Caller, agent_ref, audit_event, message_uuid
+from coordination.messages import Caller, agent_ref, audit_event, message_path_format, message_uuid
 from coordination.models import IdempotencyRecord, MessageLog
 from coordination.serializers import clearly_valid_envelope
 from coordination.throttling import MAX_BATCH_MESSAGES
@@ -190,6 +190,7 @@ class _Batch:
         self.claimed: dict[str, Item] = {}  # key → the item of this batch that sends it
         self.sent: dict[tuple[uuid.UUID, uuid.UUID], MessageLog] = {}  # (sender, message_id) → message
         self.expired: dict[str, int] = {}  # key → its expired record
+        self.path_format = message_path_format()  # of each answer's link, the same for the whole batch
 
     def decide(self, item: Item) -> None:
         """What becomes of one item, in the echo's order; raises the refusal the echo would give it."""
@@ -207,7 +208,15 @@ class _Batch:
         original = self.replied_within(envelope, sender, recipient)
         linked = {} if original is None else {"in_reply_to_id": original.pk}
         item.message = echo.delivered_message(
-            self.caller, item.data, envelope, sender, recipient, item.operation, self.received_at, **linked
+            self.caller,
+            item.data,
+            envelope,
+            sender,
+            recipient,
+            item.operation,
+            self.received_at,
+            path_format=self.path_format,
+            **linked,
         )
         self.sent[sent_as] = item.message
         if item.operation is not None:

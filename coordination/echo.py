@@ -233,9 +233,11 @@ def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
         idempotency.complete(operation, status=status, body=body, message=message)
 
 
-def delivered_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
+def delivered_message(
+    caller, data, envelope, sender, recipient, operation, received_at, *, path_format=None, **fields
+) -> MessageLog:
     """The delivered message, its answer (``response_body``) included, not yet saved. The batch send builds its
-    messages with it too (coordination/batch.py)."""
+    messages with it too (coordination/batch.py), passing ``path_format`` (messages.message_path_format)."""
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1, **fields,
@@ -245,7 +247,7 @@ def delivered_message(caller, data, envelope, sender, recipient, operation, rece
     message.delivery_state = MessageLog.Delivery.QUEUED
     message.available_at = message.responded_at
     message.expires_at = received_at + timedelta(milliseconds=envelope["ttl_ms"])
-    message.response_body = echo_body(message, data, caller.auth_info())
+    message.response_body = echo_body(message, data, caller.auth_info(), path_format=path_format)
     return message
 
 

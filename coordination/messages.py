@@ -71,14 +71,20 @@ def _message_path_template(urlconf: str) -> str:
     return path.removeprefix(get_script_prefix()).replace(str(_URL_PLACEHOLDER), "{}")
 
 
-def message_url(message_id) -> str:
-    template = _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
+def message_path_format() -> str:
+    """The message detail path of this request with ``{}`` for the id: ``message_url`` without the id. The
+    script prefix and URLconf are per request (each a context-local lookup), so a caller answering many
+    messages in one request (the batch send) takes this once and passes it to ``echo_body``."""
+    return get_script_prefix() + _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
+
+
+def message_url(message_id, path_format: str | None = None) -> str:
     if not isinstance(message_id, uuid.UUID):
         message_id = uuid.UUID(str(message_id))  # a valid id, in its canonical form
-    return get_script_prefix() + template.format(message_id)
+    return (path_format or message_path_format()).format(message_id)
 
 
-def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
+def echo_body(message: MessageLog, envelope, caller_auth: dict, *, path_format: str | None = None) -> dict:
     return {
         "id": str(message.id),
         "status": message.status,
@@ -88,7 +94,7 @@ def echo_body(message: MessageLog, envelope, caller_auth: dict) -> dict:
         "processing_ms": round(message.latency_ms, 3) if message.responded_at else None,
         "correlation_id": message.correlation_id,
         "auth": caller_auth,
-        "links": {"self": message_url(message.id)},
+        "links": {"self": message_url(message.id, path_format)},
         "delivery": delivery_fields(message),
     }
 

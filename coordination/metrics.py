@@ -67,19 +67,19 @@ IDEMPOTENCY_RESULTS = {
 }
 
 
-def observe(sender, *, action: str, details: dict | None = None, **kwargs) -> None:
+def observe(sender, *, action: str, details: dict | None = None, count: int = 1, **kwargs) -> None:
     if action in ECHO_OUTCOMES:
-        ECHOES.labels(outcome=ECHO_OUTCOMES[action]).inc()
+        ECHOES.labels(outcome=ECHO_OUTCOMES[action]).inc(count)
     elif action in IDEMPOTENCY_RESULTS:
-        IDEMPOTENCY.labels(result=IDEMPOTENCY_RESULTS[action]).inc()
+        IDEMPOTENCY.labels(result=IDEMPOTENCY_RESULTS[action]).inc(count)
     elif action == AuditAction.RATE_LIMIT_REFUSED:
-        RATE_LIMIT_REFUSALS.inc()
+        RATE_LIMIT_REFUSALS.inc(count)
     elif action == AuditAction.RATE_LIMIT_DEGRADED:
-        RATE_LIMIT_DEGRADED.inc()
+        RATE_LIMIT_DEGRADED.inc(count)
     elif action == AuditAction.MESSAGE_DEAD_LETTERED:
-        DEAD_LETTERS.labels(reason=(details or {}).get("reason", "unknown")).inc()
+        DEAD_LETTERS.labels(reason=(details or {}).get("reason", "unknown")).inc(count)
     elif action == AuditAction.REQUEST_REJECTED:
-        REJECTED_REQUESTS.labels(reason=bounded_reason(details)).inc()
+        REJECTED_REQUESTS.labels(reason=bounded_reason(details)).inc(count)
 
 
 DEPTH_STATES = (MessageLog.Delivery.QUEUED, MessageLog.Delivery.LEASED, MessageLog.Delivery.DEAD)

@@ -4,11 +4,12 @@
 ``get_db_prep_save``) and, on PostgreSQL, sends each column as one array, which psycopg escapes character by
 character in Python: the batch send measured more than half of its CPU there (bench/batch_profile.py). Here the
 rows go as one JSON document that PostgreSQL turns into rows of the table (``jsonb_populate_recordset``, the
-table's own row type: every column converted by PostgreSQL as an INSERT converts it), encoded by the json module
+table's own row type: every column converted by PostgreSQL as an INSERT converts it), encoded by orjson
 in C. It takes what these models hold: text, numbers, booleans, UUIDs, datetimes, JSON (a JSONField's value is
 nested as it is; a Python None is SQL NULL, as JSONField stores it). Rows with an expression (a subquery) go in
 a second statement, each value prepared by its field and the expression compiled, as Model.save does.
-``auto_now``/``auto_now_add`` fields are set as saving sets them; a primary key left None is the database's.
+``auto_now``/``auto_now_add`` fields are set as saving sets them, one moment for all the rows (they are written
+by one statement); a primary key left None is the database's.
 On other databases (SQLite, the embedded defaults) it is ``bulk_create``: the speed matters on PostgreSQL.
 
 The models still describe the tables: columns, types and defaults all come from their fields.
@@ -85,11 +86,12 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
     ]
     stamped = [field for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
     names = [(field.column, field.attname) for field in fields]
+    # auto_now(_add): the moment the field's pre_save gives the first row, for every row (one statement).
+    stamps = [(field.attname, field.pre_save(objs[0], add=True)) for field in stamped]
     rows, computed = [], []
     for obj in objs:
-        for field in stamped:
-            field.pre_save(obj, add=True)
         values = obj.__dict__
+        values.update(stamps)
         row = {column: values[attname] for column, attname in names}
         kinds = set(map(type, row.values()))
         if not kinds <= _PLAIN and _holds_expression(kinds):

@@ -222,4 +222,16 @@ def storable(value) -> tuple[object, bool]:
     a note. Returns (copy, escaped): ``escaped`` is True when the copy differs from what was sent."""
     if type(value) is str:  # most of what is stored: decided without the depth limit
         return (value, False) if _UNACCEPTABLE_CHARACTER.search(value) is None else (escape_text(value), True)
+    if type(value) is dict and set(map(type, value.values())) <= _FLAT_TYPES and _plain_text(value):
+        return dict(value), False  # an audit row's details, mostly: one level of plain values
     return _storable(value, 0, max_depth())
+
+
+_FLAT_TYPES = {str, int, bool, type(None)}
+
+
+def _plain_text(flat: dict) -> bool:
+    """Whether no key or string value of a one-level dict holds a NUL or a surrogate, in one search."""
+    texts = [text for text in flat.values() if type(text) is str]
+    texts.extend(flat)
+    return all(type(key) is str for key in flat) and _UNACCEPTABLE_CHARACTER.search("".join(texts)) is None

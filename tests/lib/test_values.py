@@ -81,3 +81,14 @@ def test_storable_escapes_what_cannot_be_stored_and_says_so(settings):
     settings.BRIKK_MAX_JSON_DEPTH = 2
     assert values.storable({"a": {"b": 1}}) == ({"a": {"b": 1}}, False)
     assert values.storable({"a": {"b": {"c": 1}}}) == ({"a": {"b": "(not stored: nested deeper than 2 levels)"}}, True)
+
+
+def test_storable_takes_a_flat_dict_in_one_search_and_still_escapes_it():
+    details = {"message_id": "m-1", "status": "delivered", "http_status": 200, "ok": True, "error": None}
+    stored, escaped = values.storable(details)
+    assert (stored, escaped) == (details, False)
+    assert stored is not details  # a copy, as for any other value
+    assert values.storable({"type": "a\x00b", "n": 1}) == ({"type": "a\\u0000b", "n": 1}, True)
+    assert values.storable({"k\ud800": "v"}) == ({"k\\ud800": "v"}, True)
+    assert values.storable({1: "v"}) == ({"1": "v"}, False)  # a key that is not text is stored as text
+    assert values.storable({"x": float("nan")}) == ({"x": "nan"}, True)

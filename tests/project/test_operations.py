@@ -4,7 +4,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from audit.services import record
+from audit.services import record, record_many
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +138,32 @@ def test_metrics_count_requests_per_route_and_derive_product_counters_from_audit
     assert grew("brikk_audit_events_total", action="echo.delivered", outcome="success") == 1
     assert _sample(after, "brikk_feature_flag", flag="idempotency_enabled") in (0.0, 1.0)
     assert 'brikk_feature_flag{flag="hmac_required"}' in after
+
+
+def test_rows_written_together_count_once_each_in_the_metrics(client):
+    """record_many sends one signal per action, outcome and reason, carrying how many rows it stands for."""
+    before = client.get("/metrics").content.decode()
+    record_many(
+        [
+            *({"action": "echo.delivered", "resource_id": f"m{n}"} for n in range(5)),
+            {"action": "echo.rejected", "outcome": "failure"},
+            *({"action": "auth.failed", "outcome": "failure", "details": {"reason": "expired_key"}} for _ in range(2)),
+            {"action": "auth.failed", "outcome": "failure", "details": {"reason": "invalid_signature"}},
+            {"action": "auth.failed", "outcome": "failure", "details": {"reason": ["not", "hashable"]}},
+        ]
+    )
+    after = client.get("/metrics").content.decode()
+
+    def grew(name, **labels):
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    assert grew("brikk_echo_total", outcome="delivered") == 5
+    assert grew("brikk_echo_total", outcome="rejected") == 1
+    assert grew("brikk_audit_events_total", action="echo.delivered", outcome="success") == 5
+    assert grew("brikk_audit_events_total", action="auth.failed", outcome="failure") == 4
+    assert grew("brikk_auth_failures_total", reason="expired_key") == 2
+    assert grew("brikk_auth_failures_total", reason="invalid_signature") == 1
+    assert grew("brikk_auth_failures_total", reason="['not', 'hashable']") == 1
 
 
 def test_a_database_error_outside_drf_is_a_json_503_not_an_html_500(client, monkeypatch):
