@@ -172,11 +172,11 @@ def _send(caller: Caller, envelopes: list, received_at: datetime, *, after_race:
         except exceptions.APIException as refusal:
             _, response = render_exception(refusal)
             item.error = (response.status_code, response.data)
-    replaced = [pk for key, pk in batch.expired.items() if key in batch.claimed]
+    replaced = [pk for key, pk in batch.replaced.items() if key in batch.claimed]
     if replaced:
-        # Past their window the keys are free again: the new operations replace the expired records (those of
-        # refused items stay, for retention to archive).
-        IdempotencyRecord.objects.expired().filter(pk__in=replaced).delete()
+        # Past their window the keys are free again: the new operations replace the records (those of refused
+        # items stay, for retention to archive).
+        IdempotencyRecord.objects.filter(pk__in=replaced).delete()
     _store(caller, items, known, received_at)
     return items
 
@@ -189,7 +189,7 @@ class _Batch:
         self.stored, self.active, self.taken = stored, active, taken
         self.claimed: dict[str, Item] = {}  # key → the item of this batch that sends it
         self.sent: dict[tuple[uuid.UUID, uuid.UUID], MessageLog] = {}  # (sender, message_id) → message
-        self.expired: dict[str, int] = {}  # key → its expired record
+        self.replaced: dict[str, int] = {}  # key → its record, expired or without its answer: the key is free
         self.path_format = message_path_format()  # of each answer's link, the same for the whole batch
 
     def decide(self, item: Item) -> None:
@@ -240,12 +240,13 @@ class _Batch:
         existing = self.stored.get(item.key)
         if existing is None:
             return False
-        if existing.expires_at <= self.received_at:
-            self.expired[item.key] = existing.pk
+        expired = existing.expires_at <= self.received_at
+        if not expired and existing.request_hash != item.operation.digest:
+            raise IdempotencyKeyReused(details={"idempotency_key": item.key})
+        if expired or existing.answered_id is None:  # the key is free again (idempotency._stored_answer)
+            self.replaced[item.key] = existing.pk
             del self.stored[item.key]
             return False
-        if existing.request_hash != item.operation.digest:
-            raise IdempotencyKeyReused(details={"idempotency_key": item.key})
         item.replayed_id, item.replayed_status = existing.answered_id, existing.status
         return True
 
@@ -290,7 +291,7 @@ def _store(caller: Caller, items: list[Item], known: set, received_at: datetime)
             events.append(audit_event(action, message, outcome=refusals.refusal_outcome(status), details=details))
     bulk.insert([*(item.message for item in sent), *rejected])
     records = [
-        idempotency.completed_record(item.operation, status=200, body=item.message.response_body, message=item.message)
+        idempotency.completed_record(item.operation, status=200, message=item.message)
         for item in sorted(sent, key=lambda item: item.key)
         if item.operation is not None
     ]
@@ -336,14 +337,18 @@ def _stored_records(caller: Caller, items: list[Item]) -> dict[str, StoredRecord
         return {}
     return {
         stored.key: StoredRecord(
-            stored.pk,
-            stored.request_hash,
-            stored.expires_at,
-            stored.response_status,
-            stored.response_body.get("id") if isinstance(stored.response_body, dict) else None,
+            stored.pk, stored.request_hash, stored.expires_at, stored.response_status, _answered(stored)
         )
         for stored in IdempotencyRecord.objects.for_keys(caller.scope, sorted(keys))
     }
+
+
+def _answered(stored: IdempotencyRecord) -> str | None:
+    """The id the record's answer gave: its message's (a delivered echo's record keeps no copy of the answer), or
+    the stored answer's; None when neither is left (idempotency._stored_answer: the key is then free again)."""
+    if isinstance(stored.response_body, dict):
+        return stored.response_body.get("id")
+    return str(stored.message_id) if stored.message_id is not None else None
 
 
 def _agents(caller: Caller, items: list[Item]) -> tuple[set, set]:

@@ -221,16 +221,17 @@ def _new_message(caller, data, envelope, sender, recipient, operation, received_
     )
 
 
-def _store(message: MessageLog, operation, *, status: int, body: dict) -> None:
-    """The message, then its idempotency record. Either may lose a race (IntegrityError), so they are
-    written before the audit row and its log line; the caller's transaction commits all three."""
+def _store(message: MessageLog, operation, *, status: int, body: dict | None = None) -> None:
+    """The message, then its idempotency record (``body``: the answer, when the message does not keep it;
+    idempotency.completed_record). Either may lose a race (IntegrityError), so they are written before the
+    audit row and its log line; the caller's transaction commits all three."""
     message.save(force_insert=True)
     if hasattr(message.in_reply_to_id, "resolve_expression"):
         # The INSERT evaluated it; the attribute still holds the expression. Deferred, the value is loaded
         # from the database if anything ever reads it (nothing on the echo's path does).
         del message.__dict__["in_reply_to_id"]
     if operation is not None:
-        idempotency.complete(operation, status=status, body=body, message=message)
+        idempotency.complete(operation, status=status, message=message, body=body)
 
 
 def delivered_message(
@@ -261,7 +262,7 @@ def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutco
         return None  # refused after the replay check, in the transaction
     message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at, in_reply_to_id=None)
     message.created_at = message.updated_at = timezone.now()  # what auto_now(_add) set on save
-    record = idempotency.completed_record(operation, status=200, body=message.response_body) if operation else None
+    record = idempotency.completed_record(operation, status=200) if operation else None  # linked by the statement
     audit = message_audit_entry(AuditAction.ECHO_DELIVERED, message)
     try:
         written = echo_statement.deliver(
@@ -281,11 +282,10 @@ def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutco
 
 def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
     message = delivered_message(caller, data, envelope, sender, recipient, operation, received_at)
-    body = message.response_body
-    _store(message, operation, status=200, body=body)
+    _store(message, operation, status=200)  # the record's answer is the message's (idempotency.completed_record)
     wakeup.announce(recipient)
     audit_message(AuditAction.ECHO_DELIVERED, message)
-    return EchoOutcome(status=200, body=body)
+    return EchoOutcome(status=200, body=message.response_body)
 
 
 def _accept(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:

@@ -7,6 +7,9 @@ stay, unlinked (``in_reply_to`` SET NULL).
 
 from collections import defaultdict
 
+from django.db.models import Exists, OuterRef
+from django.db.models.functions import Now
+
 from audit import retention
 from coordination.models import DeliveryAttempt, IdempotencyRecord, MessageLog
 
@@ -21,6 +24,10 @@ def attach_deliveries(batch: list[dict]) -> None:
         row["deliveries"] = by_message.get(row["id"], [])
 
 
+def _live_records_answered_by(message):
+    return IdempotencyRecord.objects.filter(message=message, response_body__isnull=True, expires_at__gt=Now())
+
+
 IDEMPOTENCY = retention.TableKind(
     "idempotency",
     "idempotency.jsonl.gz",
@@ -30,10 +37,13 @@ IDEMPOTENCY = retention.TableKind(
 MESSAGES = retention.TableKind(
     "messages",
     "messages.jsonl.gz",
-    # Never a message still waiting for its recipient (queued or leased): acked and dead ones, and those
+    # Never a message still waiting for its recipient (queued or leased), nor one whose answer a live idempotency
+    # record replays (coordination/idempotency.py: the record keeps no copy); acked and dead ones, and those
     # without a delivery state (refused, failed), follow the policy.
-    lambda cutoff: MessageLog.objects.filter(created_at__lt=cutoff).exclude(
-        delivery_state__in=[MessageLog.Delivery.QUEUED, MessageLog.Delivery.LEASED]
+    lambda cutoff: (
+        MessageLog.objects.filter(created_at__lt=cutoff)
+        .exclude(delivery_state__in=[MessageLog.Delivery.QUEUED, MessageLog.Delivery.LEASED])
+        .exclude(Exists(_live_records_answered_by(OuterRef("pk"))))
     ),
     # Every change of a message's delivery sets updated_at: one redriven (and leased again) while the run
     # archives is left for the next run, never purged in another state than archived.

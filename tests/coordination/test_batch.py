@@ -71,7 +71,7 @@ def test_a_batch_delivers_each_envelope_as_a_sync_echo_does(api_client, new_agen
         assert message.response_body["envelope"] == body and message.response_body["id"] == result["id"]
         record = IdempotencyRecord.objects.get(key=body["message_id"])
         assert record.scope == f"agent:{new_agent.agent.pk}" and record.message_id == message.pk
-        assert record.response_body == message.response_body and record.response_status == 200
+        assert record.response_body is None and record.response_status == 200  # the message keeps the answer
         audit = AuditLog.objects.get(action="echo.delivered", resource_id=result["id"])
         assert audit.correlation_id == "req-batch-0001" and audit.actor_id == str(new_agent.agent.pk)
     # One log line for the three audit rows, naming them.
@@ -216,6 +216,33 @@ def test_an_expired_key_is_free_again(api_client, new_agent, peer):
     result = post_batch(api_client, new_agent, [reusing]).json()["results"][0]
     assert result["status"] == "delivered"
     assert str(IdempotencyRecord.objects.get(key=key).message_id) == result["id"]
+
+
+@pytest.mark.django_db
+def test_a_record_whose_message_is_gone_frees_its_key(api_client, new_agent, peer):
+    """A delivered message's record replays the message's own answer; with the message gone (retention never
+    removes it while the record lives) there is no answer left, so the key is free, as past its window."""
+    body = envelope(new_agent.agent, peer.agent)
+    first = post_batch(api_client, new_agent, [body]).json()["results"][0]
+    other = {**body, "payload": {"other": True}}
+    assert post_batch(api_client, new_agent, [body, other]).json()["results"] == [
+        {"index": 0, "message_id": body["message_id"], "status": "replayed", "id": first["id"]},
+        {
+            "index": 1,
+            "message_id": body["message_id"],
+            "status": "refused",
+            "error": {
+                "code": "idempotency_key_reused",
+                "message": "This idempotency key was already used with a different request body.",
+                "details": {"idempotency_key": body["message_id"]},
+            },
+        },
+    ]
+    MessageLog.objects.filter(pk=first["id"]).delete()
+    again = post_batch(api_client, new_agent, [body]).json()["results"][0]
+    assert again["status"] == "delivered" and again["id"] != first["id"]
+    record = IdempotencyRecord.objects.get(key=body["message_id"])
+    assert str(record.message_id) == again["id"] and record.response_body is None
 
 
 @pytest.mark.django_db

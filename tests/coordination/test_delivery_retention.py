@@ -3,6 +3,7 @@ archived with their delivery attempts, then purged (the attempts with them, CASC
 one changed while the run archives is left for the next run; each purge is audited. Runs on SQLite (make test)
 and on PostgreSQL (make test-services)."""
 
+import dataclasses
 import gzip
 import json
 from datetime import timedelta
@@ -13,8 +14,8 @@ from django.utils import timezone
 from agents import services as agent_services
 from audit import retention as audit_retention
 from audit.models import AuditLog
-from coordination import inbox
-from coordination.models import DeliveryAttempt, MessageLog
+from coordination import idempotency, inbox
+from coordination.models import DeliveryAttempt, IdempotencyRecord, MessageLog
 from tests.support.inbox import queue_messages
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +114,22 @@ def test_a_message_changed_while_the_run_archives_is_left_for_the_next_run(new_a
     assert later.deleted == {"messages": 1}
     assert read_archive(later.directory)[str(redriven.pk)]["delivery_state"] == "acked"
     assert not MessageLog.objects.exists()
+
+
+def test_a_message_whose_answer_a_live_idempotency_record_replays_is_kept_until_the_record_expires(
+    new_agent, peer, org, tmp_path
+):
+    kept, stored_copy = queue_messages(new_agent.agent, peer.agent, 2, ttl=timedelta(days=30))
+    MessageLog.objects.filter(pk__in=[kept.pk, stored_copy.pk]).update(delivery_state="acked")
+    age(kept, stored_copy)
+    operation = idempotency.Operation(str(org.pk), f"agent:{new_agent.agent.pk}", "op-1", "0" * 64)
+    idempotency.complete(operation, status=200, message=kept)  # replays kept's answer
+    # A record that stores its answer (an accepted echo's 202) does not hold its message back.
+    idempotency.complete(dataclasses.replace(operation, key="op-2"), status=202, message=stored_copy, body={"id": "x"})
+
+    report = run(tmp_path)
+    assert report.deleted == {"messages": 1}
+    assert list(MessageLog.objects.values_list("pk", flat=True)) == [kept.pk]
+
+    IdempotencyRecord.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert run(tmp_path).deleted == {"messages": 1} and not MessageLog.objects.exists()

@@ -231,7 +231,7 @@ def test_an_echo_through_the_statement_stores_what_the_transaction_stores(api_cl
     assert by_statement.response_body == statement.json() and by_orm.response_body == orm.json()
     assert _audit(by_statement) == _audit(by_orm)
     records = {r.message_id: r for r in IdempotencyRecord.objects.all()}
-    assert records[by_statement.pk].response_body == statement.json()
+    assert records[by_statement.pk].response_body is None and records[by_orm.pk].response_body is None
     assert records[by_statement.pk].request_hash == idempotency.request_hash(by_statement.request_body)
     window = timedelta(seconds=settings.BRIKK_IDEMPOTENCY_TTL_SECONDS)
     assert records[by_statement.pk].expires_at - records[by_statement.pk].created_at == window

@@ -2,6 +2,7 @@
 in-flight lock and races on PostgreSQL."""
 
 import json
+import uuid
 from datetime import timedelta
 
 import psycopg
@@ -98,7 +99,29 @@ def test_an_expired_key_is_free_again(api_client, new_agent, peer):
     assert response.status_code == 200 and "Idempotent-Replayed" not in response
     renewed = IdempotencyRecord.objects.get(scope=scope, key="op-old")
     assert renewed.request_hash == idempotency.request_hash(body) and renewed.expires_at > timezone.now()
-    assert renewed.response_body == response.json()
+    assert renewed.response_body is None and renewed.message_id == uuid.UUID(response.json()["id"])
+
+
+@pytest.mark.django_db
+def test_a_replay_answers_what_the_message_keeps_and_a_record_without_its_answer_frees_the_key(
+    api_client, new_agent, peer
+):
+    body = envelope(new_agent.agent, peer.agent)
+    first = post_echo(api_client, body, key=new_agent.key.plaintext)
+    assert first.status_code == 200
+    record = IdempotencyRecord.objects.get(key=body["message_id"])
+    assert record.response_body is None and str(record.message_id) == first.json()["id"]
+    replay = post_echo(api_client, body, key=new_agent.key.plaintext)
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
+
+    # Its message gone (retention never purges it while the record lives; coordination/retention.py), the record
+    # no longer holds an answer: the key is free again, as past its window, and the envelope is sent anew.
+    MessageLog.objects.filter(pk=first.json()["id"]).delete()
+    again = post_echo(api_client, body, key=new_agent.key.plaintext)
+    assert again.status_code == 200 and "Idempotent-Replayed" not in again
+    assert again.json()["id"] != first.json()["id"]
+    renewed = IdempotencyRecord.objects.get(key=body["message_id"])
+    assert str(renewed.message_id) == again.json()["id"] and renewed.pk != record.pk
 
 
 def _writes(sqls: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from agents import services as agent_services
 from agents.models import Membership
 from audit import retention as audit_retention
 from coordination import echo, inbox, processing
-from coordination.models import REPLIES_SHOWN, MessageLog
+from coordination.models import REPLIES_SHOWN, IdempotencyRecord, MessageLog
 from tests.support.coordination import envelope, post_echo
 from tests.support.inbox import queue_messages
 
@@ -187,6 +187,8 @@ def test_purging_an_original_unlinks_its_replies(api_client, new_agent, peer, tm
     MessageLog.objects.filter(pk=original["id"]).update(
         delivery_state="acked", created_at=timezone.now() - timedelta(days=2)
     )
+    # Its idempotency record expired long ago (while it lives, it replays the message's answer: kept).
+    IdempotencyRecord.objects.filter(message_id=original["id"]).update(expires_at=timezone.now() - timedelta(days=1))
     report = audit_retention.run(["messages"], {"messages": timezone.now() - timedelta(days=1)}, tmp_path)
     assert report.deleted["messages"] == 1
     assert MessageLog.objects.get(pk=reply["id"]).in_reply_to_id is None
