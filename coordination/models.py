@@ -237,20 +237,34 @@ class IdempotencyRecordQuerySet(models.QuerySet):
     def for_keys(self, scope: str, keys):
         """The records of these keys of ``scope`` (a RawQuerySet): the batch send asks for up to 100 at once. On
         PostgreSQL the keys are one array parameter: ``filter(key__in=...)`` spent more CPU preparing 100 parameters
-        than the query took, and psycopg converts a statement of more than 50 parameters anew on every call."""
+        than the query took, and psycopg converts a statement of more than 50 parameters anew on every call. Each
+        key is looked up on its own on the unique index (a LATERAL subquery on both columns, its LIMIT keeping it
+        a subquery): as ``key = ANY(...)``, or as a plain join, the planner without statistics yet chose to read
+        every record of the scope (all of a sender's) and match the keys: 33 ms per batch once a sender had 20,000
+        records (make bench), against 0.2 ms this way."""
         connection = connections[self.db]
         quote, meta = connection.ops.quote_name, self.model._meta
-        columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-        keys = list(keys)
-        if connection.vendor == "postgresql":
-            wanted, params = "= ANY(%s)", [scope, keys]
-        else:
-            wanted, params = f"IN ({', '.join(['%s'] * len(keys))})", [scope, *keys]
-        # Only quoted table and column names are interpolated; every value is a parameter.
-        sql = (
-            f"SELECT {columns} FROM {quote(meta.db_table)}"  # noqa: S608
-            f" WHERE {quote(meta.get_field('scope').column)} = %s AND {quote(meta.get_field('key').column)} {wanted}"
+        table, scope_column, key_column = (
+            quote(meta.db_table),
+            quote(meta.get_field("scope").column),
+            quote(meta.get_field("key").column),
         )
+        keys = list(keys)
+        # Only quoted table and column names are interpolated; every value is a parameter.
+        if connection.vendor == "postgresql":
+            columns = ", ".join(f"r.{quote(field.column)}" for field in meta.concrete_fields)
+            sql = (
+                f"SELECT {columns} FROM unnest(%s::text[]) AS wanted(key),"  # noqa: S608
+                f" LATERAL (SELECT * FROM {table} WHERE {scope_column} = %s AND {key_column} = wanted.key LIMIT 1) r"
+            )
+            params = [keys, scope]
+        else:
+            columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+            sql = (
+                f"SELECT {columns} FROM {table}"  # noqa: S608
+                f" WHERE {scope_column} = %s AND {key_column} IN ({', '.join(['%s'] * len(keys))})"
+            )
+            params = [scope, *keys]
         return self.raw(sql, params)
 
 

@@ -65,6 +65,27 @@ def test_for_key_loads_the_whole_record_or_none(org):
     assert IdempotencyRecord.objects.for_key("agent:z", "k-1") is None
 
 
+@pytest.mark.pg_redis
+def test_for_keys_looks_each_key_up_on_the_unique_index_even_without_statistics(org):
+    """A sender with thousands of records and no statistics yet (autovacuum has not analyzed the table): the
+    batch's lookup of 100 keys must still go to the index per key, never read all of the sender's records."""
+    from django.db import connection
+
+    later = timezone.now() + timedelta(hours=1)
+    IdempotencyRecord.objects.bulk_create(
+        IdempotencyRecord(organization=org, scope="agent:busy", key=f"k-{n}", request_hash="a" * 64, expires_at=later)
+        for n in range(5000)
+    )
+    keys = [f"k-{n}" for n in range(0, 10000, 100)]  # half of them stored
+    queryset = IdempotencyRecord.objects.for_keys("agent:busy", keys)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + queryset.query.sql, queryset.params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "Index Scan using idempotency_scope_key_unique" in plan and "Hash" not in plan and "Bitmap" not in plan
+    assert sorted(record.key for record in queryset) == sorted(keys[:50])
+
+
 def test_a_sender_disabled_behind_the_application_cannot_send(api_client, org, owner, new_agent):
     """A status change made without the services (no signal, no cache to drop) is seen at once: the key's
     agent is read with the key on every request."""
