@@ -11,7 +11,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 
 from audit.services import prepare, record
 from coordination.models import MessageLog
-from coordination.serializers import delivery_fields
+from coordination.serializers import agent_uuid, delivery_fields
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Caller:
 
 def agent_ref(data, field) -> uuid.UUID | None:
     try:
-        return uuid.UUID(str(data[field]["agent_id"]))
+        return agent_uuid(str(data[field]["agent_id"]))
     except (TypeError, KeyError, ValueError, AttributeError):
         return None
 

@@ -1,5 +1,6 @@
 """Layer 6, the Brikk envelope v1.0, and the representations of stored messages."""
 
+import functools
 import re
 import uuid
 
@@ -114,14 +115,21 @@ AGENT_REF_FIELDS = frozenset({"agent_id", "org_id"})
 MESSAGE_TYPES = frozenset(MessageLog.Type.values)
 
 
-def _plain_uuid(value) -> uuid.UUID | None:
+def _plain_uuid(value, parse=uuid.UUID) -> uuid.UUID | None:
     """The UUID of a canonical 36-character string, else None (the fields decide about other forms)."""
     if type(value) is not str or len(value) != 36:  # noqa: E721 - exactly str: subclasses go the long way
         return None
     try:
-        return uuid.UUID(value)
+        return parse(value)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def agent_uuid(text: str) -> uuid.UUID:
+    """An agent id's text as a UUID (ValueError if it is not one), each parsed once: every envelope of a batch
+    names the same few agents, and each is read twice (the batch's one lookup of its agents, then validation)."""
+    return uuid.UUID(text)
 
 
 def _plain_text(value) -> bool:
@@ -132,7 +140,7 @@ def _plain_text(value) -> bool:
 def _plain_agent_ref(value) -> dict | None:
     if type(value) is not dict or not value.keys() <= AGENT_REF_FIELDS:  # noqa: E721
         return None
-    agent_id = _plain_uuid(value.get("agent_id"))
+    agent_id = _plain_uuid(value.get("agent_id"), agent_uuid)
     if agent_id is None:
         return None
     ref = {"agent_id": agent_id}

@@ -222,16 +222,22 @@ def storable(value) -> tuple[object, bool]:
     a note. Returns (copy, escaped): ``escaped`` is True when the copy differs from what was sent."""
     if type(value) is str:  # most of what is stored: decided without the depth limit
         return (value, False) if _UNACCEPTABLE_CHARACTER.search(value) is None else (escape_text(value), True)
-    if type(value) is dict and set(map(type, value.values())) <= _FLAT_TYPES and _plain_text(value):
+    if type(value) is dict and _plain_flat(value):
         return dict(value), False  # an audit row's details, mostly: one level of plain values
     return _storable(value, 0, max_depth())
 
 
-_FLAT_TYPES = {str, int, bool, type(None)}
+_FLAT_TYPES = (str, int, type(None))  # with their subclasses (bool, choices' members), as _storable keeps them
 
 
-def _plain_text(flat: dict) -> bool:
-    """Whether no key or string value of a one-level dict holds a NUL or a surrogate, in one search."""
-    texts = [text for text in flat.values() if type(text) is str]
-    texts.extend(flat)
-    return all(type(key) is str for key in flat) and _UNACCEPTABLE_CHARACTER.search("".join(texts)) is None
+def _plain_flat(flat: dict) -> bool:
+    """Whether a dict holds only text keys and text, integer or null values, none with a NUL or a surrogate:
+    checked in one search over all of its text."""
+    texts = []
+    for key, item in flat.items():
+        if type(key) is not str or not isinstance(item, _FLAT_TYPES):
+            return False
+        texts.append(key)
+        if isinstance(item, str):
+            texts.append(item)
+    return _UNACCEPTABLE_CHARACTER.search("".join(texts)) is None

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.db import models
 
 from brikk.lib import values
 
@@ -92,3 +93,10 @@ def test_storable_takes_a_flat_dict_in_one_search_and_still_escapes_it():
     assert values.storable({"k\ud800": "v"}) == ({"k\\ud800": "v"}, True)
     assert values.storable({1: "v"}) == ({"1": "v"}, False)  # a key that is not text is stored as text
     assert values.storable({"x": float("nan")}) == ({"x": "nan"}, True)
+
+    class Status(models.TextChoices):
+        DELIVERED = "delivered"
+
+    # Choices' members are text: kept as they are, as any text is, and checked all the same.
+    assert values.storable({"status": Status.DELIVERED, "ok": True}) == ({"status": "delivered", "ok": True}, False)
+    assert values.storable({"status": Status.DELIVERED})[0]["status"] is Status.DELIVERED
