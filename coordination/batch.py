@@ -362,13 +362,8 @@ def _agents(caller: Caller, items: list[Item]) -> tuple[set, set]:
                 named.add(ref)
     if not named:
         return set(), set()
-    rows = Agent.objects.filter(organization_id=caller.organization_id, pk__in=named).values_list("pk", "status")
-    known, active = set(), set()
-    for pk, status in rows:
-        known.add(pk)
-        if status in Agent.AUTHENTICATING_STATUSES:
-            active.add(pk)
-    return known, active
+    statuses = Agent.objects.statuses(caller.organization_id, named)
+    return set(statuses), {pk for pk, status in statuses.items() if status in Agent.AUTHENTICATING_STATUSES}
 
 
 def _taken_message_ids(caller: Caller, items: list[Item]) -> set[tuple[uuid.UUID, uuid.UUID]]:

@@ -38,6 +38,14 @@ def test_authenticating_ids_are_active_or_idle_agents_of_the_organization(org, m
     )
     assert Agent.objects.authenticating_ids(str(org.pk), [str(active.pk)]) == {active.pk}  # strings work too
     assert Agent.objects.authenticating_ids(org.pk, []) == set()
+    # The batch send's view of the same: every agent of the organization asked for, with its status, as UUIDs.
+    assert Agent.objects.statuses(org.pk, asked) == {
+        active.pk: "active",
+        idle.pk: "idle",
+        maintenance.pk: "maintenance",
+        deleted.pk: "deleted",
+    }
+    assert all(type(pk) is uuid.UUID for pk in Agent.objects.statuses(str(org.pk), [str(active.pk)]))
 
 
 def test_for_key_loads_the_whole_record_or_none(org):
