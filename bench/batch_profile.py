@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import echo_profile  # noqa: E402 - needs the repository on sys.path first
-from bench.harness import (  # noqa: E402
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
-    EchoSender,
-)
+from bench.harness import EchoSender  # noqa: E402
 from coordination.client import COORDINATION_PATH, BrikkClient, build_envelope, encode_body  # noqa: E402
 
 BATCH_PATH = f"{COORDINATION_PATH}/batch"
@@ -78,13 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=100, help="envelopes per batch (1-100)")
     parser.add_argument("--batches", type=int, default=40, help="measured batches")
-    parser.add_argument("--requests", type=int, default=300, help="measured bare requests and echoes")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--step", action="append", default=[], help="dotted function to time (repeatable)")
-    parser.add_argument("--no-default-steps", action="store_true", help="time only the --step functions")
-    parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the batch loop")
+    echo_profile.add_profile_arguments(parser, requests=300, warmup=10, loop="batch")
     args = parser.parse_args(argv)
 
     application, credentials = echo_profile.in_process_application(args)

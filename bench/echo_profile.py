@@ -207,15 +207,20 @@ def write_cprofile(path: Path, run) -> None:
     print(f"\ncProfile stats: {path} (python -m pstats {path})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="measured requests per scenario")
-    parser.add_argument("--warmup", type=int, default=50)
+def add_profile_arguments(parser: argparse.ArgumentParser, *, requests: int, warmup: int, loop: str) -> None:
+    """The options this profile and bench/batch_profile.py share: how much to measure, where, and what to time."""
+    parser.add_argument("--requests", type=int, default=requests, help="measured bare requests and echoes")
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--step", action="append", default=[], help="dotted function to time (repeatable)")
     parser.add_argument("--no-default-steps", action="store_true", help="time only the --step functions")
-    parser.add_argument("--cprofile", type=Path, metavar="FILE", help="write cProfile stats of the echo loop")
+    parser.add_argument("--cprofile", type=Path, metavar="FILE", help=f"write cProfile stats of the {loop} loop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_profile_arguments(parser, requests=400, warmup=50, loop="echo")
     parser.add_argument("--pyinstrument", type=Path, metavar="FILE", help="write a pyinstrument text report")
     args = parser.parse_args(argv)
 
