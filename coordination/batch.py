@@ -337,18 +337,10 @@ def _stored_records(caller: Caller, items: list[Item]) -> dict[str, StoredRecord
         return {}
     return {
         stored.key: StoredRecord(
-            stored.pk, stored.request_hash, stored.expires_at, stored.response_status, _answered(stored)
+            stored.pk, stored.request_hash, stored.expires_at, stored.response_status, idempotency.answered_id(stored)
         )
         for stored in IdempotencyRecord.objects.for_keys(caller.scope, sorted(keys))
     }
-
-
-def _answered(stored: IdempotencyRecord) -> str | None:
-    """The id the record's answer gave: its message's (a delivered echo's record keeps no copy of the answer), or
-    the stored answer's; None when neither is left (idempotency._stored_answer: the key is then free again)."""
-    if isinstance(stored.response_body, dict):
-        return stored.response_body.get("id")
-    return str(stored.message_id) if stored.message_id is not None else None
 
 
 def _agents(caller: Caller, items: list[Item]) -> tuple[set, set]:

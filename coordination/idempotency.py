@@ -126,6 +126,14 @@ def answer_conflict(operation: Operation) -> Replay | None:
     return None if existing is None else _stored_answer(existing, operation)
 
 
+def answered_id(record: IdempotencyRecord) -> str | None:
+    """The message id the record's answer gave, without reading the answer (the batch send's replays): the stored
+    answer's, else its message's; None when neither is left (the key is then free again, as in _stored_answer)."""
+    if isinstance(record.response_body, dict):
+        return record.response_body.get("id")
+    return str(record.message_id) if record.message_id is not None else None
+
+
 def _stored_answer(record: IdempotencyRecord, operation: Operation) -> Replay | None:
     """The record's answer (422 if the key was used with another request), or None if it is no longer kept:
     its message is gone, which retention never does while the record lives (coordination/retention.py)."""
