@@ -41,7 +41,7 @@ DEFAULT_STEPS = (
     "coordination.idempotency.request_hash",
     "coordination.echo.validate_envelope",
     "coordination.echo.delivered_message",
-    "coordination.messages.echo_body",
+    "coordination.answers.echo_body",
     "coordination.batch._store",
     "coordination.refusals.refused_message",
     "audit.services.record_many",

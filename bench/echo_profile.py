@@ -54,7 +54,7 @@ DEFAULT_STEPS = (
     "coordination.echo.validate_envelope",
     "coordination.echo.check_parties",
     "coordination.echo.delivered_message",
-    "coordination.messages.echo_body",
+    "coordination.answers.echo_body",
     "coordination.messages.message_audit_entry",
     "coordination.echo_statement.deliver",
     "audit.services.announce",

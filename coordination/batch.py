@@ -41,8 +41,9 @@ from audit.services import record, record_many
 from brikk.lib import bulk
 from brikk.lib.errors import render_exception
 from coordination import echo, idempotency, refusals, wakeup
+from coordination.answers import delivery_fields
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused, MessageIdReused
-from coordination.messages import Caller, agent_ref, audit_event, message_path_format, message_uuid
+from coordination.messages import Caller, agent_ref, audit_event, message_uuid
 from coordination.models import IdempotencyRecord, MessageLog
 from coordination.serializers import clearly_valid_envelope
 from coordination.throttling import MAX_BATCH_MESSAGES
@@ -103,7 +104,7 @@ class Item:
             result["id"] = self.replayed_id
         else:
             result["id"] = str(self.message.pk)
-            result["delivery"] = self.message.response_body["delivery"]
+            result["delivery"] = delivery_fields(self.message)
         return result
 
 
@@ -190,7 +191,6 @@ class _Batch:
         self.claimed: dict[str, Item] = {}  # key → the item of this batch that sends it
         self.sent: dict[tuple[uuid.UUID, uuid.UUID], MessageLog] = {}  # (sender, message_id) → message
         self.replaced: dict[str, int] = {}  # key → its record, expired or without its answer: the key is free
-        self.path_format = message_path_format()  # of each answer's link, the same for the whole batch
 
     def decide(self, item: Item) -> None:
         """What becomes of one item, in the echo's order; raises the refusal the echo would give it."""
@@ -215,7 +215,6 @@ class _Batch:
             recipient,
             item.operation,
             self.received_at,
-            path_format=self.path_format,
             **linked,
         )
         self.sent[sent_as] = item.message

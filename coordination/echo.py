@@ -24,8 +24,9 @@ from audit.services import announce, record
 from brikk.lib import bulk
 from brikk.lib.context import current
 from coordination import echo_statement, idempotency, tasks, wakeup
+from coordination.answers import echo_body
 from coordination.exceptions import Forbidden, IdempotencyInProgress, MessageIdReused
-from coordination.messages import Caller, agent_ref, audit_message, echo_body, message_audit_entry, message_uuid
+from coordination.messages import Caller, agent_ref, audit_message, message_audit_entry, message_uuid
 from coordination.models import MessageLog
 from coordination.serializers import EnvelopeSerializer
 
@@ -234,11 +235,9 @@ def _store(message: MessageLog, operation, *, status: int, body: dict | None = N
         idempotency.complete(operation, status=status, message=message, body=body)
 
 
-def delivered_message(
-    caller, data, envelope, sender, recipient, operation, received_at, *, path_format=None, **fields
-) -> MessageLog:
-    """The delivered message, its answer (``response_body``) included, not yet saved. The batch send builds its
-    messages with it too (coordination/batch.py), passing ``path_format`` (messages.message_path_format)."""
+def delivered_message(caller, data, envelope, sender, recipient, operation, received_at, **fields) -> MessageLog:
+    """The delivered message, not yet saved. The batch send builds its messages with it too (coordination/batch.py).
+    Its answer is not stored: answers.answer_of builds it again from the row."""
     message = _new_message(
         caller, data, envelope, sender, recipient, operation, received_at,
         status=MessageLog.Status.DELIVERED, http_status=200, attempts=1, **fields,
@@ -248,7 +247,6 @@ def delivered_message(
     message.delivery_state = MessageLog.Delivery.QUEUED
     message.available_at = message.responded_at
     message.expires_at = received_at + timedelta(milliseconds=envelope["ttl_ms"])
-    message.response_body = echo_body(message, data, caller.auth_info(), path_format=path_format)
     return message
 
 
@@ -277,7 +275,7 @@ def _deliver_in_one_statement(caller, data, operation, received_at) -> EchoOutco
     if not written:
         return None
     announce(audit)  # its metrics and log line, once committed
-    return EchoOutcome(status=200, body=message.response_body)
+    return EchoOutcome(status=200, body=echo_body(message, data, caller.auth_info()))
 
 
 def _deliver_now(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:
@@ -285,7 +283,7 @@ def _deliver_now(caller, data, envelope, sender, recipient, operation, received_
     _store(message, operation, status=200)  # the record's answer is the message's (idempotency.completed_record)
     wakeup.announce(recipient)
     audit_message(AuditAction.ECHO_DELIVERED, message)
-    return EchoOutcome(status=200, body=message.response_body)
+    return EchoOutcome(status=200, body=echo_body(message, data, caller.auth_info()))
 
 
 def _accept(caller, data, envelope, sender, recipient, operation, received_at) -> EchoOutcome:

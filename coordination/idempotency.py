@@ -7,9 +7,9 @@ answer back (``Idempotent-Replayed``), a different hash 422 idempotency_key_reus
 echo runs and its completed record is inserted together with the message and audit rows; the commit
 releases the lock. SQLite serializes writing transactions (``BEGIN IMMEDIATE``), so no lock is needed.
 
-A delivered echo's record keeps no copy of the answer: its message holds it (``response_body``, never
-changed afterwards), and a replay answers from there. An accepted (async) echo's record keeps its 202
-answer, since processing replaces the message's.
+A delivered echo's record keeps no copy of the answer: its message's row holds it (answers.answer_of, from
+columns never changed after delivery), and a replay answers from there. An accepted (async) echo's record
+keeps its 202 answer, since processing gives the message another.
 
 On both, the unique constraint on (scope, key) is the durable backstop: an insert that loses a race
 rolls the whole echo back, and ``answer_conflict`` answers from the record that won. A refused
@@ -26,6 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from brikk.lib import bulk
+from coordination.answers import answer_of
 from coordination.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from coordination.models import IdempotencyRecord, MessageLog
 
@@ -100,8 +101,8 @@ def complete(operation: Operation, *, status: int, message, body: dict | None = 
 def completed_record(operation: Operation, *, status: int, message=None, body: dict | None = None) -> IdempotencyRecord:
     """The record of the answer, unsaved (``complete`` saves it; the echo's one statement and the batch send
     insert it, linking ``message`` themselves). ``body``: the answer, only when ``message`` does not keep it
-    (the async 202); otherwise the message's ``response_body`` is the answer, not stored twice (a third of
-    the batch send's PostgreSQL work on idempotency records went to parsing that copy)."""
+    (the async 202); otherwise the message's answer (answers.answer_of) is the record's, not stored twice (a
+    third of the batch send's PostgreSQL work on idempotency records went to parsing that copy)."""
     now = timezone.now()
     return bulk.instance(
         IdempotencyRecord,
@@ -141,5 +142,6 @@ def _stored_answer(record: IdempotencyRecord, operation: Operation) -> Replay | 
         raise IdempotencyKeyReused(details={"idempotency_key": operation.key})
     body = record.response_body
     if body is None and record.message_id is not None:
-        body = MessageLog.objects.filter(pk=record.message_id).values_list("response_body", flat=True).first()
+        message = MessageLog.objects.filter(pk=record.message_id).first()
+        body = answer_of(message) if message is not None else None
     return None if body is None else Replay(status=record.response_status, body=body)

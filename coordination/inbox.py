@@ -23,9 +23,8 @@ from agents.models import Organization
 from audit.actions import AuditAction
 from audit.services import record
 from coordination import leasing, metrics, wakeup
-from coordination.messages import iso
+from coordination.answers import envelope_ttl_ms, iso
 from coordination.models import DeliveryAttempt, MessageLog
-from coordination.serializers import TTL_MS_DEFAULT
 
 Delivery, DeadReason = MessageLog.Delivery, MessageLog.DeadReason
 UNDELIVERED = (Delivery.QUEUED, Delivery.LEASED)
@@ -340,8 +339,7 @@ def requeue(rows, *, now: datetime) -> int:
     The one rule behind redrive, and a push endpoint's resend and recover (coordination/push_endpoints.py)."""
     by_ttl: dict[int, list] = {}
     for pk, body in rows:
-        ttl_ms = body.get("ttl_ms", TTL_MS_DEFAULT) if isinstance(body, dict) else TTL_MS_DEFAULT
-        by_ttl.setdefault(ttl_ms if isinstance(ttl_ms, int) else TTL_MS_DEFAULT, []).append(pk)
+        by_ttl.setdefault(envelope_ttl_ms(body), []).append(pk)
     for ttl_ms, pks in by_ttl.items():
         MessageLog.objects.filter(pk__in=pks).update(
             delivery_state=Delivery.QUEUED,

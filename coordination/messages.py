@@ -1,17 +1,12 @@
-"""How a message is answered and audited: shared by the synchronous echo (echo.py), async processing
-(processing.py) and refusals (refusals.py)."""
+"""Who sends a message, and how it is audited: shared by the synchronous echo (echo.py), the batch send, async
+processing (processing.py) and refusals (refusals.py). How it is answered: answers.py."""
 
-import functools
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-
-from django.conf import settings
-from django.urls import get_script_prefix, get_urlconf, reverse
 
 from audit.services import prepare, record
 from coordination.models import MessageLog
-from coordination.serializers import agent_uuid, delivery_fields
+from coordination.serializers import agent_uuid
 
 
 @dataclass(frozen=True)
@@ -54,49 +49,6 @@ def message_uuid(data) -> uuid.UUID | None:
         return uuid.UUID(str(data["message_id"]))
     except (TypeError, KeyError, ValueError):
         return None
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-_URL_PLACEHOLDER = uuid.UUID(int=0)
-
-
-@functools.cache
-def _message_path_template(urlconf: str) -> str:
-    """The detail path with ``{}`` for the id. reverse() walks the URL patterns on every call (about
-    0.1 ms); every echo answers with this link, so the pattern is reversed once per URLconf."""
-    path = reverse("coordination-message-detail", urlconf=urlconf, args=[_URL_PLACEHOLDER])
-    return path.removeprefix(get_script_prefix()).replace(str(_URL_PLACEHOLDER), "{}")
-
-
-def message_path_format() -> str:
-    """The message detail path of this request with ``{}`` for the id: ``message_url`` without the id. The
-    script prefix and URLconf are per request (each a context-local lookup), so a caller answering many
-    messages in one request (the batch send) takes this once and passes it to ``echo_body``."""
-    return get_script_prefix() + _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
-
-
-def message_url(message_id, path_format: str | None = None) -> str:
-    if not isinstance(message_id, uuid.UUID):
-        message_id = uuid.UUID(str(message_id))  # a valid id, in its canonical form
-    return (path_format or message_path_format()).format(message_id)
-
-
-def echo_body(message: MessageLog, envelope, caller_auth: dict, *, path_format: str | None = None) -> dict:
-    return {
-        "id": str(message.id),
-        "status": message.status,
-        "envelope": envelope,
-        "received_at": iso(message.received_at),
-        "responded_at": iso(message.responded_at),
-        "processing_ms": round(message.latency_ms, 3) if message.responded_at else None,
-        "correlation_id": message.correlation_id,
-        "auth": caller_auth,
-        "links": {"self": message_url(message.id, path_format)},
-        "delivery": delivery_fields(message),
-    }
 
 
 def audit_message(action: str, message: MessageLog, *, outcome: str = "success", details: dict | None = None):

@@ -6,6 +6,8 @@ from django.utils import timezone
 from uuid6 import uuid7
 
 REPLIES_SHOWN = 50  # a message's detail lists at most this many of its replies
+# An envelope's ttl_ms: how long its message waits in the inbox, at most 14 days.
+TTL_MS_MIN, TTL_MS_MAX, TTL_MS_DEFAULT = 1, 1_209_600_000, 30000
 
 
 class MessageLog(models.Model):

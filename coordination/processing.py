@@ -9,9 +9,9 @@ from django.db import transaction
 from audit.actions import AuditAction
 from brikk.lib.context import RequestContext, reset_context, set_context
 from coordination import wakeup
-from coordination.messages import audit_message, echo_body
+from coordination.answers import envelope_ttl_ms
+from coordination.messages import audit_message
 from coordination.models import MessageLog
-from coordination.serializers import TTL_MS_DEFAULT
 
 # Test-only: with BRIKK_ECHO_FAULT_INJECTION on, payload {"_brikk_fault": {"fail_attempts": N}}
 # makes the first N async processing attempts fail. Ignored (an ordinary payload key) otherwise.
@@ -30,17 +30,6 @@ def _injected_fault(message: MessageLog) -> str | None:
     if isinstance(directive, dict) and message.attempts <= int(directive.get("fail_attempts", 0)):
         return f"injected fault on attempt {message.attempts}"
     return None
-
-
-def _auth_info(message: MessageLog) -> dict:
-    info = {
-        "organization_id": str(message.organization_id),
-        "agent_id": message.actor_id if message.actor_kind == "agent" else None,
-        "auth_method": message.auth_method,
-    }
-    if message.actor_kind == "user":
-        info["user_id"] = message.actor_id
-    return info
 
 
 def start_processing(message_pk) -> MessageLog | None:
@@ -89,10 +78,7 @@ def _finish_delivered(message: MessageLog) -> MessageLog:
     message.delivery_state = MessageLog.Delivery.QUEUED
     message.available_at = message.responded_at
     if message.expires_at is None:
-        message.expires_at = message.received_at + timedelta(
-            milliseconds=(message.request_body or {}).get("ttl_ms", TTL_MS_DEFAULT)
-        )
-    message.response_body = echo_body(message, message.request_body, _auth_info(message))
+        message.expires_at = message.received_at + timedelta(milliseconds=envelope_ttl_ms(message.request_body))
     with transaction.atomic():
         message.save(
             update_fields=[
@@ -101,7 +87,6 @@ def _finish_delivered(message: MessageLog) -> MessageLog:
                 "error",
                 "responded_at",
                 "latency_ms",
-                "response_body",
                 "delivery_state",
                 "available_at",
                 "expires_at",

@@ -16,6 +16,7 @@ from agents.permissions import InOrganization, OrganizationRole
 from agents.scoping import OrganizationScopedMixin
 from brikk.lib import parsers
 from coordination import push_endpoints
+from coordination.answers import delivery_fields
 from coordination.models import DeliveryAttempt, MessageLog, PushEndpoint
 from coordination.push_serializers import (
     DeliveryAttemptSerializer,
@@ -27,7 +28,7 @@ from coordination.push_serializers import (
     RecoverSerializer,
     ResendSerializer,
 )
-from coordination.serializers import ErrorSerializer, delivery_fields
+from coordination.serializers import ErrorSerializer
 
 NO_STORE = {"Cache-Control": "no-store"}
 

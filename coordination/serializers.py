@@ -7,7 +7,8 @@ import uuid
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from coordination.models import REPLIES_SHOWN, MessageLog
+from coordination.answers import answer_of, delivery_fields
+from coordination.models import REPLIES_SHOWN, TTL_MS_DEFAULT, TTL_MS_MAX, TTL_MS_MIN, MessageLog
 
 ENVELOPE_VERSION = "1.0"
 ACCEPTED_UUID_VERSIONS = (4, 7)
@@ -79,7 +80,6 @@ def _validate_ts(value: str) -> str:
     return value
 
 
-TTL_MS_MIN, TTL_MS_MAX, TTL_MS_DEFAULT = 1, 1_209_600_000, 30000  # at most 14 days
 MAX_TEXT_LENGTH = 255
 
 
@@ -211,20 +211,6 @@ class DeliverySerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-def delivery_fields(message: MessageLog) -> dict:
-    def iso(moment):
-        return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-    return {
-        "state": message.delivery_state or None,
-        "delivery_count": message.delivery_count,
-        "first_received_at": iso(message.first_received_at),
-        "acked_at": iso(message.acked_at),
-        "dead_reason": message.dead_reason or None,
-        "expires_at": iso(message.expires_at),
-    }
-
-
 class AuthInfoSerializer(serializers.Serializer):
     organization_id = serializers.UUIDField()
     agent_id = serializers.UUIDField(allow_null=True)
@@ -333,7 +319,9 @@ class ReplySerializer(serializers.Serializer):
 
 class MessageDetailSerializer(MessageSerializer):
     request_body = serializers.JSONField(read_only=True)
-    response_body = serializers.JSONField(read_only=True)
+    response_body = serializers.SerializerMethodField(
+        help_text="What the sender was answered (a refused message: the error); null while not answered."
+    )
     delivery = serializers.SerializerMethodField()
     in_reply_to = serializers.UUIDField(
         source="in_reply_to_id",
@@ -348,6 +336,10 @@ class MessageDetailSerializer(MessageSerializer):
     class Meta(MessageSerializer.Meta):
         fields = [*MessageSerializer.Meta.fields, "request_body", "response_body", "delivery", "in_reply_to", "replies"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+    def get_response_body(self, message):
+        return answer_of(message)
 
     @extend_schema_field(DeliverySerializer)
     def get_delivery(self, message):

@@ -35,7 +35,7 @@ from brikk.dashboard.forms import (
     SwitchOrganizationForm,
 )
 from brikk.dashboard.pagination import NEWER, OLDER, paginate
-from coordination import inbox, push_endpoints
+from coordination import answers, inbox, push_endpoints
 from coordination.exceptions import Conflict
 from coordination.models import MessageLog, PushEndpoint
 
@@ -487,6 +487,7 @@ def _message_context(request, pk) -> dict:
     )
     return {
         "message": message,
+        "answer": answers.answer_of(message),
         "timeline": queries.delivery_timeline(message),
         "live": message.delivery_state in inbox.UNDELIVERED,
         **queries.message_relations(message),

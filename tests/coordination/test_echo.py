@@ -10,6 +10,7 @@ from agents import services as agent_services
 from agents import signing
 from agents.models import Agent, Membership
 from audit.models import AuditLog
+from coordination.answers import answer_of
 from coordination.models import IdempotencyRecord, MessageLog
 from tests.support.coordination import ECHO_PATH, encode, envelope, post_echo, signed_headers
 
@@ -65,7 +66,7 @@ def test_signed_echo_round_trip_sync(api_client, new_agent, peer):
     message = MessageLog.objects.get(pk=answer["id"])
     assert message.status == "delivered" and message.http_status == 200 and message.attempts == 1
     assert message.sender_id == new_agent.agent.pk and message.recipient_id == peer.agent.pk
-    assert message.request_body == body and message.response_body == answer
+    assert message.request_body == body and message.response_body is None and answer_of(message) == answer
     assert message.correlation_id == "req-echo-0001"
     assert message.idempotency_key == body["message_id"]
     audit = AuditLog.objects.get(action="echo.delivered")

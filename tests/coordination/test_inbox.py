@@ -10,6 +10,7 @@ from agents import services as agent_services
 from agents.models import Membership
 from audit.models import AuditLog
 from coordination import inbox, processing, retention
+from coordination.answers import answer_of
 from coordination.models import MessageLog
 from tests.support.coordination import envelope, post_echo
 from tests.support.inbox import inbox_post, queue_messages
@@ -68,7 +69,7 @@ def test_an_async_message_enters_the_inbox_when_its_echo_is_delivered(api_client
     processing.attempt(answer["id"], final_attempt=False)
     message = MessageLog.objects.get(pk=answer["id"])
     assert message.status == "delivered" and message.delivery_state == "queued"
-    assert message.response_body["delivery"]["state"] == "queued"
+    assert message.response_body is None and answer_of(message)["delivery"]["state"] == "queued"
     assert len(inbox.receive(peer.agent.pk, peer.agent.organization_id, max_messages=10, lease_seconds=30)) == 1
 
 

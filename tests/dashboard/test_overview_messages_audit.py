@@ -339,7 +339,9 @@ def test_message_times_are_absolute_with_the_zone(member_client, org, pair, make
 
 
 def test_message_bodies_are_indented_json(member_client, org, pair, make_message):
-    message = make_message(org, *pair, request_body={"payload": {"ok": True, "none": None}}, response_body=None)
+    message = make_message(
+        org, *pair, status="accepted", request_body={"payload": {"ok": True, "none": None}}, response_body=None
+    )
     body = member_client.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
     assert "&quot;ok&quot;: true" in body and "&quot;none&quot;: null" in body
     assert "No response yet." in body
