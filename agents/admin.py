@@ -46,3 +46,8 @@ class AgentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # creation issues secrets that must be shown once: use the dashboard or manage.py
+
+    def has_delete_permission(self, request, obj=None):
+        # Agents are soft-deleted (agents.services.soft_delete_agent): the row stays for audit and message history,
+        # and the messages that name it rely on that (coordination/models.py, loose foreign keys).
+        return False

@@ -44,12 +44,23 @@ class MessageLog(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No single-column index on the three foreign keys: the composite indexes in Meta begin with them, and every
     # index is one more insert per message (bench/speed_benchmark.py).
+    # Nor a constraint in PostgreSQL (db_constraint=False, "loose" foreign keys): its check on every insert (a
+    # key-share lock on the agent or organization row, per message) was a fifth of the batch send's PostgreSQL
+    # work, and the rows they name are never deleted under a message: agents are only soft-deleted (the admin
+    # cannot delete them), an organization cannot be deleted while it has agents (Agent.organization is enforced),
+    # and PROTECT still refuses, in the ORM, deleting any of them while messages name it.
     organization = models.ForeignKey(
-        "agents.Organization", on_delete=models.PROTECT, related_name="messages", db_index=False
+        "agents.Organization", on_delete=models.PROTECT, related_name="messages", db_index=False, db_constraint=False
     )
     message_id = models.UUIDField(null=True, blank=True, help_text="The sender's envelope message_id.")
     sender = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="sent_messages", db_index=False
+        "agents.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="sent_messages",
+        db_index=False,
+        db_constraint=False,
     )
     recipient = models.ForeignKey(
         "agents.Agent",
@@ -58,6 +69,7 @@ class MessageLog(models.Model):
         on_delete=models.PROTECT,
         related_name="received_messages",
         db_index=False,
+        db_constraint=False,
     )
     type = models.CharField(max_length=16, choices=Type.choices, default=Type.MESSAGE)
     status = models.CharField(max_length=16, choices=Status.choices)
@@ -280,13 +292,19 @@ class IdempotencyRecord(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey("agents.Organization", on_delete=models.CASCADE, related_name="+")
+    # Loose foreign keys, as MessageLog's (see there): the record is written with its message, in the same
+    # statement or transaction; deleting a message (retention) still sets ``message`` to NULL, in the ORM.
+    organization = models.ForeignKey(
+        "agents.Organization", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     scope = models.CharField(max_length=80)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
-    message = models.ForeignKey(MessageLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.ForeignKey(
+        MessageLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
 

@@ -184,3 +184,24 @@ def test_the_action_filter_offers_every_registered_action(admin_client):
     for action in AuditAction:
         assert f"?action={action.value}" in page, action
     assert "?action=auth.login_throttled" in page  # recorded by the dashboard, once missing from the filter
+
+
+def test_agents_and_organizations_named_by_messages_are_never_deleted(admin_client, org, owner, new_agent):
+    """Messages name their agents and organization without a constraint in PostgreSQL (coordination/models.py,
+    loose foreign keys): agents are only soft-deleted, and PROTECT refuses the rest in the ORM."""
+    from django.db.models import ProtectedError
+
+    from agents import services as agent_services
+
+    peer = agent_services.create_agent(org, name="beta", owner=owner).agent
+    assert admin_client.post(reverse("admin:agents_agent_delete", args=[peer.pk]), {"post": "yes"}).status_code == 403
+    change_page = admin_client.get(reverse("admin:agents_agent_change", args=[peer.pk])).content.decode()
+    assert reverse("admin:agents_agent_delete", args=[peer.pk]) not in change_page
+    message = MessageLog.objects.create(
+        organization=org, sender=new_agent.agent, recipient=peer, status="delivered", received_at=timezone.now()
+    )
+    with pytest.raises(ProtectedError):
+        peer.delete()
+    refused = admin_client.post(reverse("admin:agents_organization_delete", args=[org.pk]), {"post": "yes"})
+    assert refused.status_code == 200 and b"<title>Cannot delete organization" in refused.content
+    assert MessageLog.objects.filter(pk=message.pk, sender=new_agent.agent, organization=org).exists()
