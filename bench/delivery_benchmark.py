@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8120, help="gunicorn (the echo)")
     parser.add_argument("--events-port", type=int, default=8121, help="uvicorn (the inbox)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=3, help="threads per gunicorn worker (default 3, production's)")
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s of the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=10.0)

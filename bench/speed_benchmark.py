@@ -830,7 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--server", choices=SERVERS, default="gunicorn", help="what serves Brikk (default gunicorn)")
     parser.add_argument("--workers", type=int, default=2, help="Brikk's server processes (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (ASGI: BRIKK_ASGI_THREADS)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=3,
+        help="Brikk's threads per worker (default 3, production's; ASGI: BRIKK_ASGI_THREADS)",
+    )
     parser.add_argument(
         "--compare-servers",
         action="store_true",

@@ -105,7 +105,7 @@ def test_twenty_stalled_bodies_do_not_delay_healthz_or_a_signed_echo_behind_ngin
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
             "BRIKK_HMAC_REQUIRED": "true",
         },
-        # brikk/gunicorn.conf.py (gthread, 4 threads) with one worker: which worker accepts a connection is up to
+        # brikk/gunicorn.conf.py (gthread, 3 threads) with one worker: which worker accepts a connection is up to
         # the kernel, so with two the control below could find one worker with a free thread by chance.
         workers=1,
         log_path=tmp_path / "gunicorn.log",
