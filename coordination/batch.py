@@ -229,6 +229,7 @@ class _Batch:
             scope=self.caller.scope,
             key=item.key,
             digest=idempotency.request_hash(item.data),
+            data=item.data,
         )
         first = self.claimed.get(item.key)
         if first is not None:
@@ -240,7 +241,7 @@ class _Batch:
         if existing is None:
             return False
         expired = existing.expires_at <= self.received_at
-        if not expired and existing.request_hash != item.operation.digest:
+        if not expired and not item.operation.matches(existing.request_hash):
             raise IdempotencyKeyReused(details={"idempotency_key": item.key})
         if expired or existing.answered_id is None:  # the key is free again (idempotency._stored_answer)
             self.replaced[item.key] = existing.pk

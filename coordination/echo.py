@@ -113,7 +113,11 @@ def submit_echo(
     operation = None
     if settings.BRIKK_IDEMPOTENCY_ENABLED and key:
         operation = idempotency.Operation(
-            organization_id=caller.organization_id, scope=caller.scope, key=key, digest=idempotency.request_hash(data)
+            organization_id=caller.organization_id,
+            scope=caller.scope,
+            key=key,
+            digest=idempotency.request_hash(data),
+            data=data,
         )
     if not respond_async and echo_statement.applies():
         outcome = _deliver_in_one_statement(caller, data, operation, received_at)

@@ -18,9 +18,10 @@ request rolls back too, so it never leaves a key behind that would block a corre
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+import orjson
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -42,12 +43,21 @@ class Replay:
 
 @dataclass(frozen=True)
 class Operation:
-    """One request's claim on a key: who (scope), which key, and the hash of what was asked."""
+    """One request's claim on a key: who (scope), which key, and the hash of what was asked (``request_hash`` of
+    ``data``, the request's body)."""
 
     organization_id: str
     scope: str
     key: str
     digest: str
+    data: object = field(default=None, compare=False, repr=False)
+
+    def matches(self, stored_hash: str) -> bool:
+        """Whether a record's hash is of the same request: the current fingerprint, or, for a record written before
+        it (no version prefix, within its window), the one it was written with."""
+        if stored_hash == self.digest:
+            return True
+        return not stored_hash.startswith(FINGERPRINT_VERSION) and stored_hash == legacy_request_hash(self.data)
 
 
 # Envelope fields that say when and how one attempt was sent, not what is asked: a client that sends
@@ -55,14 +65,38 @@ class Operation:
 PER_SEND_FIELDS = frozenset({"ts", "message_id", "nonce"})
 
 
+# The fingerprint's version, the start of every hash it makes: a record written with another (none, before it) is
+# compared with the hash that version makes (Operation.matches).
+FINGERPRINT_VERSION = "2:"
+
+
 def request_hash(data) -> str:
     """A hash of what the request asks for: the envelope without its per-send fields (``PER_SEND_FIELDS``),
     as JSON with sorted keys, so neither formatting nor the moment of sending matters. The same key with
-    another sender, recipient, type, payload, ttl_ms or reply_to is a different operation (422)."""
-    if isinstance(data, dict):
-        data = {name: value for name, value in data.items() if name not in PER_SEND_FIELDS}
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    another sender, recipient, type, payload, ttl_ms or reply_to is a different operation (422).
+
+    The JSON is orjson's, in C (the json module took a tenth of the batch send's CPU); the same request always
+    gives the same text, and so the same hash. What orjson does not take (an integer past 64 bits) goes through
+    the json module, as always for that request. BLAKE2b of 240 bits, in hex after the version: 62 characters."""
+    data = _asked(data)
+    try:
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return FINGERPRINT_VERSION + hashlib.blake2b(canonical, digest_size=30).hexdigest()
+
+
+def legacy_request_hash(data) -> str:
+    """The fingerprint before versions (SHA-256 of the json module's text): records written with it replay until
+    their window ends (BRIKK_IDEMPOTENCY_TTL_SECONDS, a day by default); then this can go."""
+    canonical = json.dumps(_asked(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _asked(data):
+    if isinstance(data, dict):
+        return {name: value for name, value in data.items() if name not in PER_SEND_FIELDS}
+    return data
 
 
 def lock_id(scope: str, key: str) -> int:
@@ -138,7 +172,7 @@ def answered_id(record: IdempotencyRecord) -> str | None:
 def _stored_answer(record: IdempotencyRecord, operation: Operation) -> Replay | None:
     """The record's answer (422 if the key was used with another request), or None if it is no longer kept:
     its message is gone, which retention never does while the record lives (coordination/retention.py)."""
-    if record.request_hash != operation.digest:
+    if not operation.matches(record.request_hash):
         raise IdempotencyKeyReused(details={"idempotency_key": operation.key})
     body = record.response_body
     if body is None and record.message_id is not None:

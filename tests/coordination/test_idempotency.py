@@ -192,3 +192,32 @@ def test_concurrent_reuse_of_a_message_id_under_different_keys_delivers_once(liv
     assert [body["id"] for status, _, body in results if status == 200] == [str(delivered.pk)]
     assert MessageLog.objects.filter(message_id=message_id, status="rejected", http_status=422).count() == 11
     assert IdempotencyRecord.objects.get().message_id == delivered.pk
+
+
+def test_the_fingerprint_is_of_what_is_asked_whatever_its_form():
+    body = {"type": "message", "payload": {"b": [1, 2.5, None], "a": "ü"}, "ttl_ms": 60_000, "ts": "t1", "nonce": "n"}
+    digest = idempotency.request_hash(body)
+    assert digest.startswith(idempotency.FINGERPRINT_VERSION) and len(digest) == 62  # fits the column (64)
+    # Key order, and the per-send fields (ts, message_id, nonce), change nothing; what is asked does.
+    reordered = {"ttl_ms": 60_000, "payload": {"a": "ü", "b": [1, 2.5, None]}, "type": "message", "ts": "t2"}
+    assert idempotency.request_hash(reordered) == digest
+    assert idempotency.request_hash({**body, "payload": {"a": "ü", "b": [1, 2.5]}}) != digest
+    # An integer past 64 bits (valid JSON, beyond orjson) is fingerprinted too, the same each time.
+    huge = {**body, "payload": {"n": 2**70}}
+    assert idempotency.request_hash(huge) == idempotency.request_hash(dict(huge)) != digest
+
+
+@pytest.mark.django_db
+def test_a_record_written_with_the_fingerprint_before_versions_still_replays(api_client, new_agent, peer):
+    key = new_agent.key.plaintext
+    body = envelope(new_agent.agent, peer.agent, payload={"tiny": 1.5e-05, "big": 1e16})  # where the JSONs differ
+    first = post_echo(api_client, body, key=key, HTTP_IDEMPOTENCY_KEY="op-old")
+    assert first.status_code == 200, first.content
+    legacy = idempotency.legacy_request_hash(body)
+    assert legacy != idempotency.request_hash(body) and len(legacy) == 64
+    IdempotencyRecord.objects.filter(key="op-old").update(request_hash=legacy)  # as the previous version wrote it
+
+    replay = post_echo(api_client, {**body, "ts": "2030-01-01T00:00:00Z"}, key=key, HTTP_IDEMPOTENCY_KEY="op-old")
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
+    other = post_echo(api_client, {**body, "payload": {"tiny": 1}}, key=key, HTTP_IDEMPOTENCY_KEY="op-old")
+    assert _code(other, 422) == "idempotency_key_reused"
