@@ -89,19 +89,28 @@ def record(
     return entry
 
 
-def record_many(events: list[dict]) -> list[AuditLog]:
+def record_many(events: list[dict]) -> None:
     """Several audit rows in one INSERT, each exactly the row ``record`` writes for the same keyword arguments
     (without ``request``: the context's actor, address and agent are used; one timestamp for all, as they are
     written by one statement). Metrics and the log get one signal and one line per action and outcome (and the
     signal per details["reason"], the only detail the counters read), naming the resources and how many: a
     signal and a line per row cost the batch send a sixth of its CPU. The batch send audits each of its
-    messages this way (coordination/batch.py)."""
+    messages this way (coordination/batch.py). Rows are built as plain values, not model instances, and who
+    acted (actor, organization, address, agent) is worked out once per actor."""
     now = timezone.now()
-    entries = [prepare(**event, created_at=now) for event in events]
-    bulk.insert(entries)
-    groups: dict[tuple[str, str], list[AuditLog]] = {}
-    for entry in entries:
-        groups.setdefault((entry.action, entry.outcome), []).append(entry)
+    origins: dict[tuple, tuple[dict, bool]] = {}
+    rows = []
+    for event in events:
+        event = dict(event)
+        who = (event.pop("actor_kind", None), event.pop("actor_id", None), event.pop("organization_id", None))
+        origin = origins.get(who)
+        if origin is None:
+            origin = origins[who] = _origin(None, *who)
+        rows.append(_row(origin, created_at=now, **event))
+    bulk.insert_values(AuditLog, rows)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["action"], row["outcome"]), []).append(row)
     for (action, outcome), group in groups.items():
         for details, count in _by_reason(group):
             audit_recorded.send(sender=AuditLog, action=action, outcome=outcome, details=details, count=count)
@@ -116,26 +125,25 @@ def record_many(events: list[dict]) -> list[AuditLog]:
                 "action": action,
                 "outcome": outcome,
                 "count": len(group),
-                "actor_kind": first.actor_kind,
-                "actor_id": first.actor_id or None,
-                "organization_id": str(first.organization_id) if first.organization_id else None,
-                "resource_kind": first.resource_kind or None,
-                "resource_ids": [entry.resource_id for entry in group],
+                "actor_kind": first["actor_kind"],
+                "actor_id": first["actor_id"] or None,
+                "organization_id": str(first["organization_id"]) if first["organization_id"] else None,
+                "resource_kind": first["resource_kind"] or None,
+                "resource_ids": [row["resource_id"] for row in group],
             },
         )
-    return entries
 
 
-def _by_reason(entries: list[AuditLog]) -> list[tuple[dict, int]]:
-    """(the details of the first entry of each details["reason"], how many entries have that reason)."""
+def _by_reason(rows: list[dict]) -> list[tuple[dict, int]]:
+    """(the details of the first row of each details["reason"], how many rows have that reason)."""
     reasons: dict[tuple, list] = {}
-    for entry in entries:
-        reason = entry.details.get("reason")
+    for row in rows:
+        reason = row["details"].get("reason")
         key = (type(reason), str(reason))  # a reason may be any JSON value, not all hashable
         if key in reasons:
             reasons[key][1] += 1
         else:
-            reasons[key] = [entry.details, 1]
+            reasons[key] = [row["details"], 1]
     return [(details, count) for details, count in reasons.values()]
 
 
@@ -154,7 +162,22 @@ def prepare(
 ) -> AuditLog:
     """The audit row ``record`` writes, not yet saved: for a caller that inserts it with its own statement
     (the echo's, coordination/echo_statement.py) and then calls ``announce``."""
-    action = registered(action).value
+    origin = _origin(request, actor_kind, actor_id, organization_id)
+    row = _row(
+        origin,
+        action=action,
+        outcome=outcome,
+        resource_kind=resource_kind,
+        resource_id=resource_id,
+        details=details,
+        created_at=created_at or timezone.now(),
+    )
+    return bulk.instance(AuditLog, **row)
+
+
+def _origin(request, actor_kind, actor_id, organization_id) -> tuple[dict, bool]:
+    """Who acted, where from and under which request: the fields of a row that do not depend on what was done
+    (the request context's where not given), and whether any had to be stored escaped."""
     context = current()
     if actor_kind is None and context.actor_kind is None:
         actor_kind, actor_id = _actor_of(request)
@@ -165,26 +188,42 @@ def prepare(
         user_agent_of(request) if request is not None else context.user_agent, USER_AGENT_MAX_LENGTH
     )
     actor_id, escaped_actor = _stored_text(actor_id)
+    fields = {
+        "correlation_id": context.request_id if context.request_id != "-" else "",
+        "actor_kind": actor_kind,
+        "actor_id": actor_id,
+        "organization_id": organization_id,
+        "client_ip": client_ip(request) if request is not None else context.client_ip,
+        "user_agent": user_agent,
+    }
+    return fields, escaped_agent or escaped_actor
+
+
+def _row(
+    origin: tuple[dict, bool],
+    *,
+    action: str,
+    outcome: str = AuditLog.Outcome.SUCCESS,
+    resource_kind: str = "",
+    resource_id="",
+    details: dict | None = None,
+    created_at,
+) -> dict:
+    fields, escaped_origin = origin
     resource_kind, escaped_kind = _stored_text(resource_kind)
     resource_id, escaped_resource = _stored_text(resource_id)
     details, escaped = storable(scrub(details))
-    if escaped or escaped_agent or escaped_actor or escaped_kind or escaped_resource:
+    if escaped or escaped_origin or escaped_kind or escaped_resource:
         details["escaped"] = True
-    return bulk.instance(
-        AuditLog,
-        created_at=created_at or timezone.now(),
-        correlation_id=context.request_id if context.request_id != "-" else "",
-        actor_kind=actor_kind,
-        actor_id=actor_id,
-        organization_id=organization_id,
-        action=action,
-        resource_kind=resource_kind,
-        resource_id=resource_id,
-        outcome=outcome,
-        client_ip=client_ip(request) if request is not None else context.client_ip,
-        user_agent=user_agent,
-        details=details,
-    )
+    return {
+        **fields,
+        "created_at": created_at,
+        "action": registered(action).value,
+        "resource_kind": resource_kind,
+        "resource_id": resource_id,
+        "outcome": outcome,
+        "details": details,
+    }
 
 
 def announce(entry: AuditLog) -> None:

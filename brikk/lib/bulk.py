@@ -27,6 +27,7 @@ from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.sql import InsertQuery
+from django.utils import timezone
 
 
 def instance(model: type[models.Model], **values) -> models.Model:
@@ -36,6 +37,17 @@ def instance(model: type[models.Model], **values) -> models.Model:
     batch send's CPU went to them. If anything listens to ``pre_init`` or ``post_init``, the instance is built
     by ``model(...)`` so that they are sent. ``values`` are by attribute name (``sender_id``, not ``sender``);
     an unknown name is a TypeError, as in ``model()``."""
+    attributes = _attributes(model, values)
+    if signals.pre_init.receivers or signals.post_init.receivers:
+        return model(**attributes)
+    obj = model.__new__(model)
+    obj._state = ModelState()
+    obj.__dict__.update(attributes)
+    return obj
+
+
+def _attributes(model: type[models.Model], values: dict) -> dict:
+    """Every concrete field's attribute: ``values``, and each field's default for what they leave out."""
     defaults = _defaults_of(model)
     if not values.keys() <= defaults.attnames:
         unknown = ", ".join(sorted(values.keys() - defaults.attnames))
@@ -44,12 +56,7 @@ def instance(model: type[models.Model], **values) -> models.Model:
     for attname, default in defaults.callables:
         if attname not in values:
             attributes[attname] = default()
-    if signals.pre_init.receivers or signals.post_init.receivers:
-        return model(**attributes)
-    obj = model.__new__(model)
-    obj._state = ModelState()
-    obj.__dict__.update(attributes)
-    return obj
+    return attributes
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,10 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
         for field in model._meta.concrete_fields
         if not (field.primary_key and getattr(objs[0], field.attname) is None)
     ]
-    stamped = [field for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
-    names = [(field.column, field.attname) for field in fields]
     # auto_now(_add): the moment the field's pre_save gives the first row, for every row (one statement).
-    stamps = [(field.attname, field.pre_save(objs[0], add=True)) for field in stamped]
+    stamps = [(field.attname, field.pre_save(objs[0], add=True)) for field in fields if _stamped(field)]
     rows, computed = [], []
+    names = [(field.column, field.attname) for field in fields]
     for obj in objs:
         values = obj.__dict__
         values.update(stamps)
@@ -105,6 +111,37 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
             cursor.execute(*_from_values(model, fields, computed, using))
     for obj in objs:
         obj._state.adding, obj._state.db = False, using
+
+
+def insert_values(model: type[models.Model], rows: list[dict], *, using: str = "default") -> None:
+    """INSERT rows given as values by attribute name (each field's default for what a row leaves out), without
+    building model instances: ``insert`` for callers that need no instance afterwards (audit.services.record_many).
+    Plain values only (no expressions); a primary key left out is its field's default, as for ``instance``."""
+    if not rows:
+        return
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        insert([instance(model, **row) for row in rows], using=using)
+        return
+    filled = [_attributes(model, row) for row in rows]
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and filled[0][field.attname] is None)  # the database's (an auto field)
+    ]
+    # auto_now(_add): as pre_save stamps them on insert, one moment for the statement.
+    stamps = dict.fromkeys((field.attname for field in fields if _stamped(field)), timezone.now())
+    names = [(field.column, field.attname) for field in fields]
+    documents = []
+    for values in filled:
+        values.update(stamps)
+        documents.append({column: values[attname] for column, attname in names})
+    with connection.cursor() as cursor:
+        cursor.execute(*_from_json(model, fields, documents, connection))
+
+
+def _stamped(field) -> bool:
+    return getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
 
 
 def _from_json(model, fields, rows: list[dict], connection) -> tuple[str, list]:

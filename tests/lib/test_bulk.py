@@ -83,6 +83,42 @@ def test_on_postgresql_many_rows_are_one_statement_and_read_back_as_built(org):
     assert stored.created_at == record.created_at and stored.response_body is None
 
 
+@pytest.mark.django_db
+def test_rows_given_as_values_are_inserted_as_instances_would_be(org):
+    """insert_values: the same rows as instance() + insert(), each field's default for what a row leaves out."""
+    built = _rows(org, 3)
+    given = [{f.attname: getattr(row, f.attname) for f in AuditLog._meta.concrete_fields} for row in built]
+    for values in given:
+        del values["id"]  # the field's default: a new UUID each
+    bulk.insert_values(AuditLog, given)
+    stored = {row.correlation_id: row for row in AuditLog.objects.filter(correlation_id__startswith="bulk-")}
+    assert len(stored) == 3 and len({row.pk for row in stored.values()}) == 3
+    for row in built:
+        for field in AuditLog._meta.concrete_fields:
+            if field.name != "id":
+                assert getattr(stored[row.correlation_id], field.attname) == getattr(row, field.attname), field.name
+    # A primary key left to the database, and timestamps set as saving sets them.
+    bulk.insert_values(
+        IdempotencyRecord,
+        [
+            {
+                "organization_id": org.pk,
+                "scope": "agent:x",
+                "key": f"k{n}",
+                "request_hash": "h",
+                "expires_at": timezone.now(),
+            }
+            for n in range(2)
+        ],
+    )
+    records = list(IdempotencyRecord.objects.filter(scope="agent:x").order_by("key"))
+    assert [r.key for r in records] == ["k0", "k1"] and records[0].pk != records[1].pk
+    assert None not in (records[0].created_at, records[1].created_at)
+    with pytest.raises(TypeError, match="unexpected fields: sender"):
+        bulk.insert_values(AuditLog, [{"sender": None}])
+    bulk.insert_values(AuditLog, [])  # nothing to do
+
+
 def test_an_instance_is_built_by_the_model_itself_while_anything_listens_to_its_init_signals():
     seen = []
 
