@@ -34,17 +34,12 @@ def _message_path_template(urlconf: str) -> str:
     return path.removeprefix(get_script_prefix()).replace(str(_URL_PLACEHOLDER), "{}")
 
 
-def message_path_format() -> str:
-    """The message detail path of this request with ``{}`` for the id: ``message_url`` without the id. The
-    script prefix and URLconf are per request (each a context-local lookup), so a caller answering many
-    messages in one request (the batch send) takes this once and passes it to ``echo_body``."""
-    return get_script_prefix() + _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
-
-
-def message_url(message_id, path_format: str | None = None) -> str:
+def message_url(message_id) -> str:
+    """The message's detail path under this request's script prefix and URLconf."""
     if not isinstance(message_id, uuid.UUID):
         message_id = uuid.UUID(str(message_id))  # a valid id, in its canonical form
-    return (path_format or message_path_format()).format(message_id)
+    template = _message_path_template(get_urlconf() or settings.ROOT_URLCONF)
+    return get_script_prefix() + template.format(message_id)
 
 
 def delivery_fields(message: MessageLog) -> dict:
@@ -91,9 +86,7 @@ def auth_of(message: MessageLog) -> dict:
     return info
 
 
-def echo_body(
-    message: MessageLog, envelope, caller_auth: dict, *, path_format: str | None = None, delivery: dict | None = None
-) -> dict:
+def echo_body(message: MessageLog, envelope, caller_auth: dict, *, delivery: dict | None = None) -> dict:
     """The answer to a message that was delivered or accepted. ``delivery``: the inbox part, if not as it is now."""
     return {
         "id": str(message.id),
@@ -104,7 +97,7 @@ def echo_body(
         "processing_ms": round(message.latency_ms, 3) if message.responded_at else None,
         "correlation_id": message.correlation_id,
         "auth": caller_auth,
-        "links": {"self": message_url(message.id, path_format)},
+        "links": {"self": message_url(message.id)},
         "delivery": delivery if delivery is not None else delivery_fields(message),
     }
 
