@@ -224,12 +224,8 @@ class _Batch:
     def replays(self, item: Item) -> bool:
         """True if the item's key was sent before, in this batch or earlier, with the same fingerprint (a replay);
         another fingerprint is idempotency_key_reused."""
-        item.operation = idempotency.Operation(
-            organization_id=self.caller.organization_id,
-            scope=self.caller.scope,
-            key=item.key,
-            digest=idempotency.request_hash(item.data),
-            data=item.data,
+        item.operation = idempotency.Operation.asking(
+            self.caller.organization_id, self.caller.scope, item.key, item.data
         )
         first = self.claimed.get(item.key)
         if first is not None:

@@ -112,13 +112,7 @@ def submit_echo(
     key = idempotency_key_for(idempotency_header, data)
     operation = None
     if settings.BRIKK_IDEMPOTENCY_ENABLED and key:
-        operation = idempotency.Operation(
-            organization_id=caller.organization_id,
-            scope=caller.scope,
-            key=key,
-            digest=idempotency.request_hash(data),
-            data=data,
-        )
+        operation = idempotency.Operation.asking(caller.organization_id, caller.scope, key, data)
     if not respond_async and echo_statement.applies():
         outcome = _deliver_in_one_statement(caller, data, operation, received_at)
         if outcome is not None:

@@ -52,6 +52,11 @@ class Operation:
     digest: str
     data: object = field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def asking(cls, organization_id: str, scope: str, key: str, data) -> "Operation":
+        """The claim of a request whose body is ``data``: its fingerprint made here, the body kept for ``matches``."""
+        return cls(organization_id, scope, key, request_hash(data), data)
+
     def matches(self, stored_hash: str) -> bool:
         """Whether a record's hash is of the same request: the current fingerprint, or, for a record written before
         it (no version prefix, within its window), the one it was written with."""
