@@ -27,7 +27,6 @@ from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.sql import InsertQuery
-from django.utils import timezone
 
 
 def instance(model: type[models.Model], **values) -> models.Model:
@@ -86,29 +85,7 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
     if connection.vendor != "postgresql":
         model._default_manager.using(using).bulk_create(objs)
         return
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if not (field.primary_key and getattr(objs[0], field.attname) is None)
-    ]
-    # auto_now(_add): the moment the field's pre_save gives the first row, for every row (one statement).
-    stamps = [(field.attname, field.pre_save(objs[0], add=True)) for field in fields if _stamped(field)]
-    rows, computed = [], []
-    names = [(field.column, field.attname) for field in fields]
-    for obj in objs:
-        values = obj.__dict__
-        values.update(stamps)
-        row = {column: values[attname] for column, attname in names}
-        kinds = set(map(type, row.values()))
-        if not kinds <= _PLAIN and _holds_expression(kinds):
-            computed.append(obj)
-        else:
-            rows.append(row)
-    with connection.cursor() as cursor:
-        if rows:
-            cursor.execute(*_from_json(model, fields, rows, connection))
-        if computed:
-            cursor.execute(*_from_values(model, fields, computed, using))
+    _insert(model, [obj.__dict__ for obj in objs], connection, using)
     for obj in objs:
         obj._state.adding, obj._state.db = False, using
 
@@ -116,32 +93,52 @@ def insert(objs: list[models.Model], *, using: str = "default") -> None:
 def insert_values(model: type[models.Model], rows: list[dict], *, using: str = "default") -> None:
     """INSERT rows given as values by attribute name (each field's default for what a row leaves out), without
     building model instances: ``insert`` for callers that need no instance afterwards (audit.services.record_many).
-    Plain values only (no expressions); a primary key left out is its field's default, as for ``instance``."""
+    A primary key left out is its field's default, as for ``instance``."""
     if not rows:
         return
     connection = connections[using]
     if connection.vendor != "postgresql":
         insert([instance(model, **row) for row in rows], using=using)
         return
-    filled = [_attributes(model, row) for row in rows]
+    _insert(model, [_attributes(model, row) for row in rows], connection, using)
+
+
+class _Attributes:
+    """An object whose attributes are the given dict, so that a field's ``pre_save`` stamps the dict itself."""
+
+    def __init__(self, values: dict):
+        self.__dict__ = values
+
+
+def _insert(model, rows: list[dict], connection, using) -> None:
+    """On PostgreSQL, INSERT ``rows``, each every concrete attribute of one row by name (an instance's
+    ``__dict__``): one statement, or two if some rows hold an expression. auto_now(_add) fields get the moment
+    their ``pre_save`` gives the first row, for every row (one statement), written into the rows as saving does."""
     fields = [
         field
         for field in model._meta.concrete_fields
-        if not (field.primary_key and filled[0][field.attname] is None)  # the database's (an auto field)
+        if not (field.primary_key and rows[0][field.attname] is None)  # the database's (an auto field)
     ]
-    # auto_now(_add): as pre_save stamps them on insert, one moment for the statement.
-    stamps = dict.fromkeys((field.attname for field in fields if _stamped(field)), timezone.now())
+    stamps = [
+        (field.attname, field.pre_save(_Attributes(rows[0]), add=True))
+        for field in fields
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    ]
     names = [(field.column, field.attname) for field in fields]
-    documents = []
-    for values in filled:
+    documents, computed = [], []
+    for values in rows:
         values.update(stamps)
-        documents.append({column: values[attname] for column, attname in names})
+        row = {column: values[attname] for column, attname in names}
+        kinds = set(map(type, row.values()))
+        if not kinds <= _PLAIN and _holds_expression(kinds):
+            computed.append(values)
+        else:
+            documents.append(row)
     with connection.cursor() as cursor:
-        cursor.execute(*_from_json(model, fields, documents, connection))
-
-
-def _stamped(field) -> bool:
-    return getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        if documents:
+            cursor.execute(*_from_json(model, fields, documents, connection))
+        if computed:
+            cursor.execute(*_from_values(model, fields, computed, using))
 
 
 def _from_json(model, fields, rows: list[dict], connection) -> tuple[str, list]:
@@ -187,17 +184,15 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not stored by brikk.lib.bulk")
 
 
-def _from_values(model, fields, objs, using) -> tuple[str, list]:
+def _from_values(model, fields, computed: list[dict], using) -> tuple[str, list]:
     """A VALUES statement, each value prepared by its field and each expression compiled, as Model.save does."""
     compiler = InsertQuery(model).get_compiler(using=using)
     quote = compiler.connection.ops.quote_name
     rows, params = [], []
-    for obj in objs:
+    for values in computed:
         placeholders = []
         for field in fields:
-            sql, value_params = compiler.field_as_sql(
-                field, None, compiler.prepare_value(field, getattr(obj, field.attname))
-            )
+            sql, value_params = compiler.field_as_sql(field, None, compiler.prepare_value(field, values[field.attname]))
             placeholders.append(sql)
             params.extend(value_params)
         rows.append(f"({', '.join(placeholders)})")
