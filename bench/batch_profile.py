@@ -41,7 +41,6 @@ DEFAULT_STEPS = (
     "coordination.idempotency.request_hash",
     "coordination.echo.validate_envelope",
     "coordination.echo.delivered_message",
-    "coordination.answers.echo_body",
     "coordination.batch._store",
     "coordination.refusals.refused_message",
     "audit.services.record_many",
